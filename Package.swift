@@ -1,0 +1,71 @@
+// swift-tools-version:6.1
+import Foundation
+import PackageDescription
+
+// LibTorch location. Debian's `libtorch-dev` by default; `LIBTORCH=/path/to/libtorch` switches to an
+// official libtorch zip or a PyTorch wheel's `torch/` folder (CPU or CUDA).
+let environment = ProcessInfo.processInfo.environment
+let libtorch = environment["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 }
+// Debian builds with the C++11 ABI; pre-cxx11 libtorch builds need LIBTORCH_CXX11_ABI=0.
+let cxx11ABI = environment["LIBTORCH_CXX11_ABI"] ?? "1"
+
+var torchIncludeFlags: [String] = []
+var torchLinkFlags: [String] = []
+if let root = libtorch {
+    torchIncludeFlags = ["-I\(root)/include", "-I\(root)/include/torch/csrc/api/include"]
+    torchLinkFlags = ["-L\(root)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
+    // CUDA kernels register themselves from static initialisers: keep libtorch_cuda even though
+    // no symbol of it is referenced directly.
+    if FileManager.default.fileExists(atPath: "\(root)/lib/libtorch_cuda.so") {
+        torchLinkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-Xlinker", "--as-needed"]
+    }
+} else {
+    torchIncludeFlags = ["-I/usr/include/torch/csrc/api/include"]
+}
+
+let package = Package(
+    name: "Backdrop",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Torch", targets: ["Torch"]),
+        .executable(name: "backdrop", targets: ["backdrop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+    ],
+    targets: [
+        .target(
+            name: "CTorch",
+            cxxSettings: [
+                .unsafeFlags(torchIncludeFlags + ["-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=\(cxx11ABI)", "-Wno-deprecated-declarations"]),
+            ],
+            linkerSettings: [
+                .unsafeFlags(torchLinkFlags),
+                .linkedLibrary("torch"),
+                .linkedLibrary("torch_cpu"),
+                .linkedLibrary("c10"),
+                .linkedLibrary("stdc++"),
+            ]
+        ),
+        .target(
+            name: "Torch",
+            dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
+        .executableTarget(
+            name: "backdrop",
+            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "backdrop-bench",
+            dependencies: ["Torch"],
+            path: "Sources/BackdropBench"
+        ),
+        .testTarget(
+            name: "TorchTests",
+            dependencies: ["Torch"]
+        ),
+    ],
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
+)

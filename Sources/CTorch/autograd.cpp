@@ -1,0 +1,158 @@
+// Autograd: gradients, grad modes and gradient checkpointing of a Swift closure.
+#include "bridge.h"
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+// Keeps a Swift closure alive for as long as the autograd graph may call it again.
+struct ClosureHolder : torch::CustomClassHolder {
+  bd_closure fn;
+  void *ctx;
+  void (*release)(void *);
+  int cap;
+  ClosureHolder(bd_closure f, void *c, void (*r)(void *), int k) : fn(f), ctx(c), release(r), cap(k) {}
+  ~ClosureHolder() override {
+    if (release) release(ctx);
+  }
+
+  std::vector<at::Tensor> call(const std::vector<at::Tensor> &inputs) const {
+    std::vector<bd_tensor> in;
+    in.reserve(inputs.size());
+    for (const auto &t : inputs) in.push_back(bd::wrap(t));
+    std::vector<bd_tensor> out(static_cast<size_t>(cap), nullptr);
+    int n = fn(ctx, in.data(), static_cast<int>(in.size()), out.data(), cap);
+    for (auto h : in) delete h;
+    if (n < 0) {
+      for (auto h : out) delete h;
+      const char *message = bd_last_error();
+      throw std::runtime_error(message ? message : "checkpointed closure failed");
+    }
+    std::vector<at::Tensor> result;
+    for (int i = 0; i < n; ++i) {
+      result.push_back(out[static_cast<size_t>(i)]->t);
+      delete out[static_cast<size_t>(i)];
+    }
+    return result;
+  }
+};
+
+at::Generator default_generator(const std::vector<at::Tensor> &inputs) {
+  auto device = inputs.empty() ? at::Device(at::kCPU) : inputs.front().device();
+  return device.is_cuda() ? at::globalContext().defaultGenerator(device) : at::detail::getDefaultCPUGenerator();
+}
+
+struct Checkpoint : torch::autograd::Function<Checkpoint> {
+  static variable_list forward(AutogradContext *ctx, at::TensorList inputs, c10::intrusive_ptr<ClosureHolder> holder) {
+    auto generator = default_generator(inputs.vec());
+    at::Tensor rng;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      rng = generator.get_state();
+    }
+    ctx->saved_data["closure"] = c10::IValue::make_capsule(holder);
+    ctx->saved_data["rng"] = rng;
+    ctx->save_for_backward(inputs.vec());
+    return holder->call(inputs.vec()); // Function::apply already runs this without grad
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grad_outputs) {
+    auto holder = ctx->saved_data["closure"].toCapsule();
+    auto *closure = static_cast<ClosureHolder *>(holder.get());
+    auto saved = ctx->get_saved_variables();
+    std::vector<at::Tensor> inputs;
+    for (const auto &x : saved) inputs.push_back(x.detach().requires_grad_(x.requires_grad()));
+
+    // Recompute with the random state of the forward pass (dropout must draw the same mask).
+    auto generator = default_generator(inputs);
+    at::Tensor current;
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      current = generator.get_state();
+      generator.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    std::vector<at::Tensor> outputs;
+    {
+      at::AutoGradMode enable(true);
+      outputs = closure->call(inputs);
+    }
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(current);
+    }
+
+    std::vector<at::Tensor> roots, grads;
+    for (size_t i = 0; i < outputs.size() && i < grad_outputs.size(); ++i) {
+      if (outputs[i].requires_grad() && grad_outputs[i].defined()) {
+        roots.push_back(outputs[i]);
+        grads.push_back(grad_outputs[i]);
+      }
+    }
+    if (!roots.empty()) torch::autograd::backward(roots, grads);
+    variable_list result;
+    for (const auto &x : inputs) result.push_back(x.requires_grad() ? x.grad() : at::Tensor());
+    result.push_back(at::Tensor()); // the closure holder
+    return result;
+  }
+};
+} // namespace
+
+extern "C" {
+
+int bd_set_requires_grad(bd_tensor t, bool flag) { BD_STATUS(t->t.set_requires_grad(flag)) }
+bool bd_requires_grad(bd_tensor t) { return t->t.requires_grad(); }
+int bd_grad(bd_tensor t, bd_tensor *out) {
+  try {
+    const auto &g = t->t.grad();
+    *out = g.defined() ? bd::wrap(g) : nullptr;
+    return 0;
+  }
+  BD_CATCH return -1;
+}
+int bd_set_grad(bd_tensor t, bd_tensor g) { BD_STATUS(t->t.mutable_grad() = g ? g->t : at::Tensor()) }
+int bd_backward(bd_tensor t, bd_tensor grad, bool retain_graph, bool create_graph) {
+  BD_STATUS(t->t.backward(grad ? grad->t : at::Tensor(), retain_graph, create_graph))
+}
+int bd_autograd_grad(const bd_tensor *outputs, int nout, const bd_tensor *inputs, int nin,
+                     const bd_tensor *grad_outputs, bool retain_graph, bool create_graph, bool allow_unused,
+                     bd_tensor *out) {
+  try {
+    std::vector<at::Tensor> grads_in;
+    if (grad_outputs)
+      for (int i = 0; i < nout; ++i) grads_in.push_back(grad_outputs[i] ? grad_outputs[i]->t : at::Tensor());
+    auto grads = torch::autograd::grad(bd::tensors(outputs, nout), bd::tensors(inputs, nin), grads_in,
+                                       retain_graph, create_graph, allow_unused);
+    for (size_t i = 0; i < grads.size(); ++i) out[i] = grads[i].defined() ? bd::wrap(grads[i]) : nullptr;
+    return 0;
+  }
+  BD_CATCH return -1;
+}
+bd_tensor bd_detach(bd_tensor t) { BD_TENSOR(t->t.detach()) }
+bool bd_set_grad_enabled(bool enabled) {
+  bool previous = at::GradMode::is_enabled();
+  at::GradMode::set_enabled(enabled);
+  return previous;
+}
+bool bd_is_grad_enabled(void) { return at::GradMode::is_enabled(); }
+void *bd_inference_mode_enter(void) { return new c10::InferenceMode(true); }
+void bd_inference_mode_exit(void *guard) { delete static_cast<c10::InferenceMode *>(guard); }
+
+int bd_checkpoint(bd_closure fn, void *ctx, void (*release)(void *), const bd_tensor *inputs, int n,
+                  bd_tensor *out, int cap) {
+  c10::intrusive_ptr<ClosureHolder> holder;
+  try {
+    holder = c10::make_intrusive<ClosureHolder>(fn, ctx, release, cap);
+  } catch (...) {
+    if (release) release(ctx);
+    bd::set_error("out of memory");
+    return -1;
+  }
+  try {
+    auto tensors = bd::tensors(inputs, n);
+    auto outputs = Checkpoint::apply(at::TensorList(tensors), holder);
+    return bd::emit(outputs, out, cap);
+  }
+  BD_CATCH return -1;
+}
+
+} // extern "C"

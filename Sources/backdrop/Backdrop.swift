@@ -1,0 +1,30 @@
+import ArgumentParser
+import Torch
+
+@main
+struct Backdrop: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backdrop",
+        abstract: "Text-driven, camera-aware 360° virtual backgrounds for video calls.",
+        subcommands: [Info.self]
+    )
+}
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the linked LibTorch: version, devices, threads and default dtype."
+    )
+
+    @Option(help: "Intra-op threads to report after setting them (default: LibTorch's own choice).")
+    var threads: Int?
+
+    func run() throws {
+        if let threads { Runtime.threads = threads }
+        let cuda = Runtime.cudaDeviceCount
+        print("LibTorch      \(Runtime.libtorchVersion)")
+        print("devices       cpu" + (cuda > 0 ? ", cuda × \(cuda)" : " (no CUDA in this LibTorch build or no GPU)"))
+        print("best device   \(Device.best)")
+        print("threads       \(Runtime.threads)")
+        print("default dtype \(Runtime.defaultDType)")
+    }
+}
