@@ -422,7 +422,8 @@ def nn_functions():
     add("group_norm_noaffine", "group_norm", [x, None, None], [F.group_norm(x, 4, eps=1e-3)], groups=4, eps=1e-3)
     lw, lb = randn(7, 6), randn(7, 6)
     add("layer_norm", "layer_norm", [x, lw, lb], [F.layer_norm(x, (7, 6), lw, lb)], shape=[7, 6], eps=1e-5)
-    add("layer_norm_last", "layer_norm", [x, lw[0], None], [F.layer_norm(x, (6,), lw[0])], shape=[6], eps=1e-6)
+    add("layer_norm_last", "layer_norm", [x, lw[0], None], [F.layer_norm(x, (6,), lw[0], eps=1e-6)],
+        shape=[6], eps=1e-6)
     mean, var = randn(4), randn(4).abs() + 0.5
     add("batch_norm_eval", "batch_norm", [x, mean, var, w, b], [F.batch_norm(x, mean, var, w, b, eps=1e-3)],
         training=False, momentum=0.1, eps=1e-3)
@@ -573,7 +574,9 @@ def main():
     gradients()
     os.makedirs(OUT, exist_ok=True)
     tensors_path = os.path.join(OUT, "tensors.safetensors")
-    save_file(TENSORS, tensors_path, metadata={"generator": "tools/make_op_fixtures.py", "torch": torch.__version__})
+# One metadata key only: safetensors writes the metadata map in hash order, so two keys would
+    # make the file's bytes differ from run to run.
+    save_file(TENSORS, tensors_path, metadata={"generator": f"tools/make_op_fixtures.py, torch {torch.__version__}"})
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"torch": torch.__version__, "cases": CASES}, f, indent=1)
         f.write("\n")

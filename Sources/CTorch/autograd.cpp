@@ -11,7 +11,9 @@ struct ClosureHolder : torch::CustomClassHolder {
   void *ctx;
   void (*release)(void *);
   int cap;
-  ClosureHolder(bd_closure f, void *c, void (*r)(void *), int k) : fn(f), ctx(c), release(r), cap(k) {}
+  size_t explicit_inputs; // the rest of the checkpoint's inputs are parameters fn reads itself
+  ClosureHolder(bd_closure f, void *c, void (*r)(void *), int k, size_t n)
+      : fn(f), ctx(c), release(r), cap(k), explicit_inputs(n) {}
   ~ClosureHolder() override {
     if (release) release(ctx);
   }
@@ -52,8 +54,10 @@ struct Checkpoint : torch::autograd::Function<Checkpoint> {
     }
     ctx->saved_data["closure"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["rng"] = rng;
-    ctx->save_for_backward(inputs.vec());
-    return holder->call(inputs.vec()); // Function::apply already runs this without grad
+    auto explicit_inputs = inputs.slice(0, holder->explicit_inputs).vec();
+    ctx->save_for_backward(explicit_inputs);
+    ctx->saved_data["parameters"] = static_cast<int64_t>(inputs.size() - holder->explicit_inputs);
+    return holder->call(explicit_inputs); // Function::apply already runs this without grad
   }
 
   static variable_list backward(AutogradContext *ctx, variable_list grad_outputs) {
@@ -91,6 +95,8 @@ struct Checkpoint : torch::autograd::Function<Checkpoint> {
     if (!roots.empty()) torch::autograd::backward(roots, grads);
     variable_list result;
     for (const auto &x : inputs) result.push_back(x.requires_grad() ? x.grad() : at::Tensor());
+    // Parameters already received their gradients from the inner backward.
+    for (int64_t i = 0; i < ctx->saved_data["parameters"].toInt(); ++i) result.push_back(at::Tensor());
     result.push_back(at::Tensor()); // the closure holder
     return result;
   }
@@ -137,18 +143,18 @@ bool bd_is_grad_enabled(void) { return at::GradMode::is_enabled(); }
 void *bd_inference_mode_enter(void) { return new c10::InferenceMode(true); }
 void bd_inference_mode_exit(void *guard) { delete static_cast<c10::InferenceMode *>(guard); }
 
-int bd_checkpoint(bd_closure fn, void *ctx, void (*release)(void *), const bd_tensor *inputs, int n,
+int bd_checkpoint(bd_closure fn, void *ctx, void (*release)(void *), const bd_tensor *inputs, int n, int nparams,
                   bd_tensor *out, int cap) {
   c10::intrusive_ptr<ClosureHolder> holder;
   try {
-    holder = c10::make_intrusive<ClosureHolder>(fn, ctx, release, cap);
+    holder = c10::make_intrusive<ClosureHolder>(fn, ctx, release, cap, static_cast<size_t>(n));
   } catch (...) {
     if (release) release(ctx);
     bd::set_error("out of memory");
     return -1;
   }
   try {
-    auto tensors = bd::tensors(inputs, n);
+    auto tensors = bd::tensors(inputs, n + nparams);
     auto outputs = Checkpoint::apply(at::TensorList(tensors), holder);
     return bd::emit(outputs, out, cap);
   }

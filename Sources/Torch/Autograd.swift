@@ -62,16 +62,17 @@ public enum Autograd {
         return result.map { $0.map { Tensor(owning: $0) } }
     }
 
-    /// Gradient checkpointing: runs `body` without keeping its activations; the backward pass runs
-    /// it again (with the same random state, so dropout agrees) to get them. Parameters used inside
-    /// `body` receive their gradients as usual.
-    public static func checkpoint(_ inputs: [Tensor], maxOutputs: Int = 16,
+    /// Gradient checkpointing: runs `body(inputs)` without keeping its activations; the backward
+    /// pass runs it again (with the same random state, so dropout agrees) to get them. Name the
+    /// trainable `parameters` that `body` reads: they receive their gradients even when no input
+    /// needs one (a frozen backbone feeding a trained block).
+    public static func checkpoint(_ inputs: [Tensor], parameters: [Tensor] = [], maxOutputs: Int = 16,
                                   _ body: @escaping ([Tensor]) throws -> [Tensor]) throws -> [Tensor] {
         let context = Unmanaged.passRetained(ClosureBox(body)).toOpaque()
         var out = [bd_tensor?](repeating: nil, count: maxOutputs)
-        let n = withHandles(inputs) { ins in
+        let n = withHandles(inputs + parameters) { ins in
             bd_checkpoint(closureTrampoline, context, { Unmanaged<ClosureBox>.fromOpaque($0!).release() },
-                          ins, Int32(inputs.count), &out, Int32(maxOutputs))
+                          ins, Int32(inputs.count), Int32(parameters.count), &out, Int32(maxOutputs))
         }
         return try takeHandles(out, count: n)
     }

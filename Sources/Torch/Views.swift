@@ -198,8 +198,10 @@ extension Tensor {
     /// At most `chunks` views of size ceil(n / chunks) along `dim` (the last may be smaller).
     public func chunk(_ chunks: Int, dim: Int = 0) throws -> [Tensor] {
         guard chunks > 0 else { throw TorchError("chunk: expected a positive number of chunks, got \(chunks)") }
-        var out = [bd_tensor?](repeating: nil, count: chunks)
-        let n = bd_chunk(handle, Int64(chunks), Int64(dim), &out, Int32(chunks))
+        // Never more pieces than elements along `dim` (one empty piece for an empty dimension).
+        let capacity = Swift.min(chunks, Swift.max(shape[try normalizedDim(dim)], 1))
+        var out = [bd_tensor?](repeating: nil, count: capacity)
+        let n = bd_chunk(handle, Int64(chunks), Int64(dim), &out, Int32(capacity))
         if n < 0 { throw TorchError.fromBridge("chunk \(shape) into \(chunks) along \(dim)") }
         return try takeHandles(out, count: n)
     }
@@ -262,7 +264,7 @@ extension Tensor {
     func normalizedDim(_ dim: Int) throws -> Int {
         let r = rank
         let d = dim < 0 ? dim + r : dim
-        guard d >= 0, d < Swift.max(r, 1) else {
+        guard d >= 0, d < r else {
             throw TorchError("dimension \(dim) out of range for a tensor of shape \(shape)")
         }
         return d

@@ -216,9 +216,11 @@ void bd_inference_mode_exit(void *guard);
 // through bd_set_error.
 typedef int (*bd_closure)(void *ctx, const bd_tensor *inputs, int n, bd_tensor *out, int cap);
 void bd_set_error(const char *message);
-// Gradient checkpointing: runs fn without keeping activations; backward runs it again with the
-// random-number state of the first run. `release(ctx)` is called once the graph no longer needs fn.
-int bd_checkpoint(bd_closure fn, void *ctx, void (*release)(void *), const bd_tensor *inputs, int n,
+// Gradient checkpointing: runs fn on inputs[0..<n] without keeping activations; backward runs it
+// again with the random-number state of the first run. inputs[n..<n+nparams] are the parameters fn
+// uses: they connect the graph (gradients reach them even when no input needs one).
+// `release(ctx)` is called once the graph no longer needs fn.
+int bd_checkpoint(bd_closure fn, void *ctx, void (*release)(void *), const bd_tensor *inputs, int n, int nparams,
                   bd_tensor *out, int cap);
 
 // ---- TorchScript --------------------------------------------------------------------------------

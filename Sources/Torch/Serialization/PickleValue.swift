@@ -78,6 +78,18 @@ extension PickleValue {
         return array[index]
     }
 
+    /// A dotted path such as "optimizer_states.0.state": each part is a string key, else an int
+    /// key or a list index.
+    public subscript(path path: String) -> PickleValue? {
+        var value = self
+        for part in path.split(separator: ".", omittingEmptySubsequences: false).map(String.init) {
+            if let next = value[part] { value = next; continue }
+            guard let i = Int(part) else { return nil }
+            if let next = value[i] ?? value.entries?.first(where: { $0.key.int == i })?.value { value = next } else { return nil }
+        }
+        return value
+    }
+
     /// Every tensor below this value, keyed by its dotted path: dict keys (strings or ints) and
     /// list/tuple indices joined with dots, like a flattened `state_dict`.
     public func tensors(prefix: String = "") -> [String: Tensor] {

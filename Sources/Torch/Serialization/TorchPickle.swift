@@ -24,7 +24,7 @@ public enum TorchPickle {
         }
         let context = "\(file) (\(pickle))"
         let program = try read(archive, path: pickle, file: file)
-        var unpickler = Unpickler(program, context: context) { key, dtype, numel in
+        let unpickler = Unpickler(program, context: context) { key, dtype, numel in
             let path = "\(prefix)data/\(key)"
             guard let entry = archive[path] else { throw TorchError("\(context): storage '\(key)' has no entry \(path)") }
             let bytes = try read(archive, path: path, file: file, entry: entry)
@@ -38,21 +38,19 @@ public enum TorchPickle {
 
     /// The tensors of a saved state dict, by their dotted names.
     ///
-    /// With `key`, the state dict is the top-level entry of that name (dots step into nested dicts,
-    /// e.g. "model.ema"); without, it is the top-level `state_dict` entry when there is one (Lightning
+    /// With `key`, the state dict is the entry at that dotted path (see `PickleValue[path:]`, e.g.
+    /// "model.ema"); without, it is the top-level `state_dict` entry when there is one (Lightning
     /// checkpoints), else the whole object. Nested dicts are flattened with dots.
     public static func loadStateDict(_ url: URL, key: String? = nil) throws -> [String: Tensor] {
         let file = url.lastPathComponent
         let root = try load(url)
         var value = root
         if let key {
-            for part in key.split(separator: ".").map(String.init) {
-                guard let next = value[part] else {
-                    let available = (value.entries ?? []).compactMap(\.key.string).prefix(12).joined(separator: ", ")
-                    throw TorchError("\(file): no entry '\(part)' (of key '\(key)'); available: \(available)")
-                }
-                value = next
+            guard let found = root[path: key] else {
+                let available = (root.entries ?? []).compactMap(\.key.string).prefix(12).joined(separator: ", ")
+                throw TorchError("\(file): no entry '\(key)'; the top level has: \(available)")
             }
+            value = found
         } else if let stateDict = root["state_dict"], stateDict.entries != nil {
             value = stateDict
         }

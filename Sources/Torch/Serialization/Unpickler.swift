@@ -5,20 +5,27 @@ import Foundation
 /// (containers, tensor and storage rebuilders, `torch.Size`, `_codecs.encode`, numpy scalars) are
 /// interpreted by name; other classes become `PickleObject` placeholders; functions, and anything
 /// from modules whose only use in a pickle is running code, are refused with an error.
-struct Unpickler {
+///
+/// Hostile input is bounded: every length is checked against the data, containers nest at most
+/// `maxDepth` deep, and the value tree may not expand (through shared references) beyond
+/// `maxValues` values.
+final class Unpickler {
     /// Loads the storage `key` as a 1-D tensor of `numel` elements of `dtype`.
     typealias StorageLoader = (_ key: String, _ dtype: DType, _ numel: Int) throws -> Tensor
 
     /// "file.pt (data.pkl)": prefixed to every error.
     let context: String
     let loadStorage: StorageLoader
+    static let maxDepth = 256
+    static let maxValues = 10_000_000
 
     // MARK: Intermediate values
 
-    /// Mutable containers, shared through the memo exactly as Python shares the objects.
+    /// Containers, shared through the memo exactly as Python shares the objects (tuples too, so
+    /// that shared sub-tuples are resolved once).
     final class Node {
         enum Kind {
-            case list, set, dict, object(String)
+            case tuple, list, set, dict, object(String)
             var isMapping: Bool { switch self { case .dict, .object: true; default: false } }
         }
         let kind: Kind
@@ -27,7 +34,7 @@ struct Unpickler {
         var items: [Item] = []
         var entries: [(key: Item, value: Item)] = []
         var index: [ScalarKey: Int] = [:]
-        init(_ kind: Kind, args: [Item] = []) { self.kind = kind; self.args = args }
+        init(_ kind: Kind, args: [Item] = [], items: [Item] = []) { self.kind = kind; self.args = args; self.items = items }
 
         /// Python dicts keep one entry per key, at the position it was first set.
         func set(_ key: Item, _ value: Item) {
@@ -47,9 +54,8 @@ struct Unpickler {
         }
     }
 
-    indirect enum Item {
+    enum Item {
         case value(PickleValue)
-        case tuple([Item])
         case node(Node)
         case global(String, String)
         case storage(Tensor)
@@ -62,6 +68,8 @@ struct Unpickler {
     private var marks: [Int] = []
     private var memo: [Int: Item] = [:]
     private var storages: [String: Tensor] = [:]
+    /// Every node made, so that teardown can unlink them one by one instead of recursively.
+    private var nodes: [Node] = []
 
     init(_ data: Data, context: String, loadStorage: @escaping StorageLoader) {
         self.data = data
@@ -74,7 +82,7 @@ struct Unpickler {
 
     // MARK: Reading bytes
 
-    private mutating func take(_ n: Int) throws -> Data {
+    private func take(_ n: Int) throws -> Data {
         guard n >= 0, n <= data.endIndex - position else {
             throw fail("truncated pickle: \(n) bytes wanted at offset \(position - data.startIndex), \(data.endIndex - position) left")
         }
@@ -82,19 +90,19 @@ struct Unpickler {
         return data[position..<position + n]
     }
 
-    private mutating func byte() throws -> UInt8 { try take(1).first! }
+    private func byte() throws -> UInt8 { try take(1).first! }
 
-    private mutating func uint(_ n: Int) throws -> UInt64 {
+    private func uint(_ n: Int) throws -> UInt64 {
         try take(n).reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }
 
-    private mutating func line() throws -> String {
+    private func line() throws -> String {
         guard let end = data[position...].firstIndex(of: UInt8(ascii: "\n")) else { throw fail("truncated pickle: unterminated line") }
         defer { position = end + 1 }
         return String(decoding: data[position..<end], as: UTF8.self)
     }
 
-    private mutating func length(_ n: Int) throws -> Int {
+    private func length(_ n: Int) throws -> Int {
         let value = try uint(n)
         guard value <= UInt64(data.endIndex - position) else {
             throw fail("truncated pickle: length \(value) at offset \(position - data.startIndex) runs past the end")
@@ -123,13 +131,13 @@ struct Unpickler {
 
     // MARK: Stack
 
-    private mutating func pop() throws -> Item {
+    private func pop() throws -> Item {
         guard let top = stack.popLast() else { throw fail("malformed pickle: stack underflow at offset \(position - data.startIndex)") }
         if case .mark = top { throw fail("malformed pickle: unexpected MARK") }
         return top
     }
 
-    private mutating func popMark() throws -> [Item] {
+    private func popMark() throws -> [Item] {
         guard let mark = marks.popLast(), mark < stack.count, case .mark = stack[mark] else {
             throw fail("malformed pickle: no MARK")
         }
@@ -137,25 +145,44 @@ struct Unpickler {
         return Array(stack[(mark + 1)...])
     }
 
-    private mutating func top() throws -> Item {
+    private func top() throws -> Item {
         guard let top = stack.last else { throw fail("malformed pickle: stack underflow") }
         return top
     }
 
-    private mutating func memoGet(_ key: Int) throws -> Item {
+    private func memoGet(_ key: Int) throws -> Item {
         guard let item = memo[key] else { throw fail("malformed pickle: memo key \(key) not set") }
         return item
     }
 
     // MARK: Opcodes
 
-    mutating func load() throws -> PickleValue {
-        var resolved: [ObjectIdentifier: PickleValue] = [:]
+    func load() throws -> PickleValue {
+        defer {
+            // A long chain of nested nodes would otherwise be released recursively, deep enough
+            // to overflow the stack.
+            for node in nodes { node.items = []; node.entries = []; node.args = []; node.state = nil }
+            nodes = []; memo = [:]; stack = []
+        }
+        var resolved: [ObjectIdentifier: (value: PickleValue, size: Int)] = [:]
         var active: Set<ObjectIdentifier> = []
-        return resolve(try run(), &resolved, &active)
+        return try resolve(try run(), depth: 0, &resolved, &active).value
     }
 
-    private mutating func run() throws -> Item {
+    private func node(_ kind: Node.Kind, args: [Item] = [], items: [Item] = []) -> Item {
+        let node = Node(kind, args: args, items: items)
+        nodes.append(node)
+        return .node(node)
+    }
+
+    private func tuple(_ items: [Item]) -> Item { node(.tuple, items: items) }
+
+    private func tupleItems(_ item: Item) -> [Item]? {
+        guard case .node(let node) = item, case .tuple = node.kind else { return nil }
+        return node.items
+    }
+
+    private func run() throws -> Item {
         while true {
             let op = try byte()
             switch op {
@@ -165,10 +192,10 @@ struct Unpickler {
             case 0x95: _ = try take(8) // FRAME: only a read-ahead hint
             case 0x2E: return try pop() // STOP
             case 0x28: marks.append(stack.count); stack.append(.mark) // MARK
-            case 0x29: stack.append(.tuple([])) // EMPTY_TUPLE
-            case 0x5D: stack.append(.node(Node(.list))) // EMPTY_LIST
-            case 0x7D: stack.append(.node(Node(.dict))) // EMPTY_DICT
-            case 0x8F: stack.append(.node(Node(.set))) // EMPTY_SET
+            case 0x29: stack.append(tuple([])) // EMPTY_TUPLE
+            case 0x5D: stack.append(node(.list)) // EMPTY_LIST
+            case 0x7D: stack.append(node(.dict)) // EMPTY_DICT
+            case 0x8F: stack.append(node(.set)) // EMPTY_SET
             case 0x4E: stack.append(.value(.none)) // NONE
             case 0x88: stack.append(.value(.bool(true))) // NEWTRUE
             case 0x89: stack.append(.value(.bool(false))) // NEWFALSE
@@ -210,16 +237,16 @@ struct Unpickler {
             case 0x67: // GET
                 guard let key = Int(try line()) else { throw fail("malformed pickle: GET") }
                 stack.append(try memoGet(key))
-            case 0x85: stack.append(.tuple([try pop()])) // TUPLE1
-            case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b])) // TUPLE2
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c])) // TUPLE3
-            case 0x74: stack.append(.tuple(try popMark())) // TUPLE
-            case 0x6C: let node = Node(.list); node.items = try popMark(); stack.append(.node(node)) // LIST
+            case 0x85: stack.append(tuple([try pop()])) // TUPLE1
+            case 0x86: let b = try pop(), a = try pop(); stack.append(tuple([a, b])) // TUPLE2
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(tuple([a, b, c])) // TUPLE3
+            case 0x74: stack.append(tuple(try popMark())) // TUPLE
+            case 0x6C: stack.append(node(.list, items: try popMark())) // LIST
             case 0x64: // DICT
-                let node = Node(.dict)
-                try setItems(.node(node), try popMark())
-                stack.append(.node(node))
-            case 0x91: let node = Node(.set); node.items = try popMark(); stack.append(.node(node)) // FROZENSET
+                let dict = node(.dict)
+                try setItems(dict, try popMark())
+                stack.append(dict)
+            case 0x91: stack.append(node(.set, items: try popMark())) // FROZENSET
             case 0x73: let v = try pop(), k = try pop(); try setItems(try top(), [k, v]) // SETITEM
             case 0x75: let items = try popMark(); try setItems(try top(), items) // SETITEMS
             case 0x61: let v = try pop(); try append(to: try top(), [v]) // APPEND
@@ -238,16 +265,16 @@ struct Unpickler {
                 stack.append(try global(m, n))
             case 0x52: // REDUCE
                 let args = try pop(), callee = try pop()
-                guard case .tuple(let list) = args else { throw fail("malformed pickle: REDUCE arguments are not a tuple") }
+                guard let list = tupleItems(args) else { throw fail("malformed pickle: REDUCE arguments are not a tuple") }
                 stack.append(try call(callee, list))
             case 0x81: // NEWOBJ: cls.__new__(cls, *args)
                 let args = try pop(), cls = try pop()
-                guard case .tuple(let list) = args else { throw fail("malformed pickle: NEWOBJ arguments are not a tuple") }
+                guard let list = tupleItems(args) else { throw fail("malformed pickle: NEWOBJ arguments are not a tuple") }
                 stack.append(try instantiate(cls, list))
             case 0x92: // NEWOBJ_EX
                 _ = try pop()
                 let args = try pop(), cls = try pop()
-                guard case .tuple(let list) = args else { throw fail("malformed pickle: NEWOBJ_EX arguments are not a tuple") }
+                guard let list = tupleItems(args) else { throw fail("malformed pickle: NEWOBJ_EX arguments are not a tuple") }
                 stack.append(try instantiate(cls, list))
             case 0x62: // BUILD
                 let state = try pop()
@@ -348,17 +375,15 @@ struct Unpickler {
         let qualified = "\(module).\(name)"
         switch qualified {
         case "collections.OrderedDict", "builtins.dict", "__builtin__.dict":
-            let node = Node(.dict)
-            if let first = args.first, case .node(let source) = first {
-                for case .tuple(let pair) in source.items where pair.count == 2 { node.set(pair[0], pair[1]) }
+            let dict = node(.dict)
+            if case .node(let target) = dict, let first = args.first, case .node(let source) = first {
+                for item in source.items { if let pair = tupleItems(item), pair.count == 2 { target.set(pair[0], pair[1]) } }
             }
-            return .node(node)
+            return dict
         case "builtins.set", "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset",
              "builtins.list", "__builtin__.list":
-            let node = Node(.set)
-            if let first = args.first, case .node(let source) = first { node.items = source.items }
-            if let first = args.first, case .tuple(let items) = first { node.items = items }
-            return .node(node)
+            guard let first = args.first, case .node(let source) = first else { return node(.set) }
+            return node(.set, items: source.items)
         case "builtins.bytearray", "__builtin__.bytearray":
             if let first = args.first, case .value(.bytes) = first { return first }
             return try call(.global("_codecs", "encode"), args)
@@ -369,11 +394,11 @@ struct Unpickler {
             return data
         case "torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type":
             // (func, subclass, args, state): the subclass is dropped, the tensor kept.
-            guard args.count >= 3, case .tuple(let inner) = args[2] else { throw fail("\(qualified): unexpected arguments") }
+            guard args.count >= 3, let inner = tupleItems(args[2]) else { throw fail("\(qualified): unexpected arguments") }
             return try call(args[0], inner)
         case "torch.Size":
-            guard let first = args.first, case .tuple(let dims) = first else { throw fail("torch.Size expects a tuple") }
-            return .tuple(dims)
+            guard let first = args.first, tupleItems(first) != nil else { throw fail("torch.Size expects a tuple") }
+            return first
         case "_codecs.encode":
             // Protocol 2 stores `bytes` as encode(latin-1 text).
             guard case .value(.string(let text))? = args.first else { throw fail("_codecs.encode expects a string") }
@@ -397,16 +422,16 @@ struct Unpickler {
                 throw fail("refusing to call function '\(qualified)' while unpickling: only classes and known tensor rebuilders are read (Backdrop never executes pickled code)")
             }
         }
-        return .node(Node(.object(qualified), args: args))
+        return node(.object(qualified), args: args)
     }
 
     private func instantiate(_ cls: Item, _ args: [Item]) throws -> Item {
         guard case .global(let module, let name) = cls else { throw fail("malformed pickle: NEWOBJ on a value that is not a class") }
         switch "\(module).\(name)" {
-        case "collections.OrderedDict", "builtins.dict", "__builtin__.dict": return .node(Node(.dict))
-        case "builtins.list", "__builtin__.list": return .node(Node(.list))
-        case "builtins.set", "__builtin__.set": return .node(Node(.set))
-        default: return .node(Node(.object("\(module).\(name)"), args: args))
+        case "collections.OrderedDict", "builtins.dict", "__builtin__.dict": return node(.dict)
+        case "builtins.list", "__builtin__.list": return node(.list)
+        case "builtins.set", "__builtin__.set": return node(.set)
+        default: return node(.object("\(module).\(name)"), args: args)
         }
     }
 
@@ -415,7 +440,7 @@ struct Unpickler {
         guard args.count == 2, case .node(let dtype) = args[0], case .object = dtype.kind,
               case .value(.string(let code))? = dtype.args.first, case .value(.bytes(let raw)) = args[1] else { return nil }
         var bigEndian = false
-        if case .tuple(let state)? = dtype.state, state.count > 1, case .value(.string(let order)) = state[1] { bigEndian = order == ">" }
+        if let item = dtype.state, let state = tupleItems(item), state.count > 1, case .value(.string(let order)) = state[1] { bigEndian = order == ">" }
         let bytes = bigEndian ? Data(raw.reversed()) : raw
         func load<T: FixedWidthInteger>(_: T.Type) -> T? {
             bytes.count == MemoryLayout<T>.size ? bytes.withUnsafeBytes { $0.loadUnaligned(as: T.self) } : nil
@@ -439,8 +464,8 @@ struct Unpickler {
 
     /// ('storage', StorageClass, key, location, numel) → the storage as a 1-D tensor, loaded once
     /// per key so that every view of it shares one LibTorch storage.
-    private mutating func persistent(_ pid: Item) throws -> Item {
-        guard case .tuple(let fields) = pid, fields.count >= 5, case .value(.string("storage")) = fields[0],
+    private func persistent(_ pid: Item) throws -> Item {
+        guard let fields = tupleItems(pid), fields.count >= 5, case .value(.string("storage")) = fields[0],
               case .global(let module, let typeName) = fields[1], module == "torch" || module == "torch.storage",
               case .value(.string(let key)) = fields[2], case .value(.int(let numel)) = fields[4], numel >= 0 else {
             throw fail("unsupported persistent id \(describe(pid)) (expected ('storage', torch.XStorage, key, location, numel))")
@@ -486,51 +511,69 @@ struct Unpickler {
     }
 
     private func ints(_ item: Item) -> [Int]? {
-        guard case .tuple(let items) = item else { return nil }
+        guard let items = tupleItems(item) else { return nil }
         var out: [Int] = []
         for case .value(.int(let i)) in items { out.append(i) }
         return out.count == items.count ? out : nil
     }
 
-    private func describe(_ item: Item) -> String {
+    /// A short rendering for error messages (nested containers elided).
+    private func describe(_ item: Item) -> String { describe(item, depth: 0) }
+
+    private func describe(_ item: Item, depth: Int) -> String {
         switch item {
-        case .value(let v): v.description
-        case .tuple(let items): "(\(items.map(describe).joined(separator: ", ")))"
-        case .node(let node): if case .object(let name) = node.kind { "<\(name)>" } else { "<\(node.kind)>" }
-        case .global(let m, let n): "\(m).\(n)"
-        case .storage(let t): "<storage \(t.dtype) \(t.count)>"
-        case .mark: "<mark>"
+        case .value(let v): return v.description
+        case .global(let m, let n): return "\(m).\(n)"
+        case .storage(let t): return "<storage \(t.dtype) \(t.count)>"
+        case .mark: return "<mark>"
+        case .node(let node):
+            switch node.kind {
+            case .tuple where depth < 2: return "(\(node.items.map { describe($0, depth: depth + 1) }.joined(separator: ", ")))"
+            case .object(let name): return "<\(name)>"
+            default: return "<\(node.kind)>"
+            }
         }
     }
 
     // MARK: Result
 
-    /// Turns the shared, mutable intermediate graph into values. A container met again inside
-    /// itself (Python allows cycles) becomes a `backdrop.RecursiveReference` placeholder.
-    private func resolve(_ item: Item, _ done: inout [ObjectIdentifier: PickleValue], _ active: inout Set<ObjectIdentifier>) -> PickleValue {
+    /// Turns the shared, mutable intermediate graph into values, each node once. A container met
+    /// again inside itself (Python allows cycles) becomes a `backdrop.RecursiveReference` placeholder.
+    /// `size` counts the values a full walk of the result would visit, so that a small file cannot
+    /// expand into an exponentially large tree.
+    private func resolve(_ item: Item, depth: Int, _ done: inout [ObjectIdentifier: (value: PickleValue, size: Int)],
+                         _ active: inout Set<ObjectIdentifier>) throws -> (value: PickleValue, size: Int) {
         switch item {
-        case .value(let v): return v
-        case .tuple(let items): return .tuple(items.map { resolve($0, &done, &active) })
-        case .global(let m, let n): return .global(module: m, name: n)
-        case .storage(let t): return .tensor(t)
-        case .mark: return .none
+        case .value(let v): return (v, 1)
+        case .global(let m, let n): return (.global(module: m, name: n), 1)
+        case .storage(let t): return (.tensor(t), 1)
+        case .mark: return (.none, 1)
         case .node(let node):
             let id = ObjectIdentifier(node)
             if let hit = done[id] { return hit }
-            guard active.insert(id).inserted else { return .opaque(PickleObject(className: "backdrop.RecursiveReference")) }
+            guard active.insert(id).inserted else { return (.opaque(PickleObject(className: "backdrop.RecursiveReference")), 1) }
             defer { active.remove(id) }
-            let items = node.items.map { resolve($0, &done, &active) }
-            let entries = node.entries.map { (key: resolve($0.key, &done, &active), value: resolve($0.value, &done, &active)) }
+            guard depth < Self.maxDepth else { throw fail("containers nest more than \(Self.maxDepth) levels deep") }
+            var size = 1
+            func child(_ item: Item) throws -> PickleValue {
+                let (value, n) = try resolve(item, depth: depth + 1, &done, &active)
+                size += n
+                guard size <= Self.maxValues else { throw fail("the pickle expands to more than \(Self.maxValues) values") }
+                return value
+            }
+            let items = try node.items.map(child)
+            let entries = try node.entries.map { (key: try child($0.key), value: try child($0.value)) }
             let value: PickleValue
             switch node.kind {
+            case .tuple: value = .tuple(items)
             case .list, .set: value = .list(items)
             case .dict: value = .dict(entries)
             case .object(let name):
-                value = .opaque(PickleObject(className: name, args: node.args.map { resolve($0, &done, &active) },
-                                             state: node.state.map { resolve($0, &done, &active) }, items: items, entries: entries))
+                value = .opaque(PickleObject(className: name, args: try node.args.map(child), state: try node.state.map(child),
+                                             items: items, entries: entries))
             }
-            done[id] = value
-            return value
+            done[id] = (value, size)
+            return (value, size)
         }
     }
 }

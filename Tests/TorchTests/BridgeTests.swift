@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+
+@testable import Torch
+
+/// The C bridge's contract: errors become throws with LibTorch's message, handles never leak.
+final class BridgeTests: XCTestCase {
+    func testLibTorchErrorBecomesThrowAndProcessSurvives() throws {
+        let a = try Tensor.ones([2, 3]), b = try Tensor.ones([4, 5])
+        XCTAssertThrowsError(try a.matmul(b)) { error in
+            XCTAssertTrue("\(error)".contains("cannot be multiplied"), "\(error)")
+        }
+        // The error is consumed: the next successful call reports nothing stale.
+        XCTAssertEqual(try (a + 1.0).sum().item(), 12)
+        XCTAssertThrowsError(try Tensor.full([-1], 0)) { XCTAssertTrue("\($0)".contains("negative dimension")) }
+    }
+
+    func testErrorsStayOnTheirThread() throws {
+        final class Messages: @unchecked Sendable {
+            private let lock = NSLock()
+            private(set) var all: [String] = []
+            func append(_ m: String) { lock.lock(); all.append(m); lock.unlock() }
+        }
+        let group = DispatchGroup()
+        let collected = Messages()
+        for i in 0..<4 {
+            group.enter()
+            DispatchQueue.global().async {
+                defer { group.leave() }
+                do {
+                    _ = try Tensor.ones([2, i + 2]).matmul(try Tensor.ones([7, 2]))
+                } catch {
+                    collected.append("\(error)")
+                }
+            }
+        }
+        group.wait()
+        let messages = collected.all
+        XCTAssertEqual(messages.count, 4)
+        for i in 0..<4 { XCTAssertTrue(messages.contains { $0.contains("(2x\(i + 2) and 7x2)") }, "\(messages)") }
+    }
+
+    /// 10⁶ small ops must not grow resident memory: every handle is released.
+    func testNoLeakOverAMillionOps() throws {
+        let a = try Tensor([1, 2, 3, 4] as [Float]), b = try Tensor([4, 3, 2, 1] as [Float])
+        for _ in 0..<20_000 { _ = try a + b }  // warm the allocator
+        let before = TestSupport.residentMemory()
+        for _ in 0..<1_000_000 { _ = try a + b }
+        let grown = TestSupport.residentMemory() - before
+        XCTAssertLessThan(grown, 8 << 20, "resident memory grew by \(grown >> 10) KiB over 10⁶ ops")
+    }
+
+    func testRuntimeSettings() throws {
+        let threads = Runtime.threads
+        Runtime.threads = 1
+        XCTAssertEqual(Runtime.threads, 1)
+        Runtime.threads = threads
+
+        XCTAssertEqual(Runtime.defaultDType, .float32)
+        Runtime.defaultDType = .float64
+        XCTAssertEqual(try Tensor.zeros([1]).dtype, .float64)
+        Runtime.defaultDType = .float32
+        XCTAssertEqual(try Tensor.zeros([1]).dtype, .float32)
+
+        XCTAssertEqual(try Device(parsing: "cuda:1"), .cuda(1))
+        XCTAssertThrowsError(try Device(parsing: "tpu"))
+        if Runtime.cudaDeviceCount == 0 {
+            XCTAssertEqual(Device.best, .cpu)
+            XCTAssertThrowsError(try Tensor.zeros([1], device: .cuda(0)))
+        } else {
+            XCTAssertEqual(try Tensor.ones([2], device: .best).to(device: .cpu).sum().item(), 2)
+        }
+        Runtime.seed(7)
+        let first = try Tensor.randn([3]).toArray(Float.self)
+        Runtime.seed(7)
+        XCTAssertEqual(try Tensor.randn([3]).toArray(Float.self), first)
+    }
+}
