@@ -52,8 +52,7 @@ demo: build
 BENCH_THREADS ?= 2
 bench: setup
 	swift build $(RELEASE) --product backdrop-bench
-	$(PY) tools/bench_reference.py --threads $(BENCH_THREADS) --out $(CACHE)/bench-reference.json
-	.build/release/backdrop-bench --threads $(BENCH_THREADS) --reference $(CACHE)/bench-reference.json
+	.build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
 
 # Regenerates the committed test fixtures from the Python reference.
 fixtures: setup

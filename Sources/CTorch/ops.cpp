@@ -184,8 +184,10 @@ bd_tensor bd_interpolate(bd_tensor x, const int64_t *size, const double *scale, 
                          bool antialias) {
   try {
     auto options = F::InterpolateFuncOptions();
+    // Explicit defaults (scale factors used as given, corners not aligned) keep LibTorch from
+    // printing its warnings about them; the results are those of the implicit defaults.
     if (size) options.size(std::vector<int64_t>(size, size + 2));
-    else options.scale_factor(std::vector<double>(scale, scale + 2));
+    else options.scale_factor(std::vector<double>(scale, scale + 2)).recompute_scale_factor(false);
     switch (mode) {
     case 0: options.mode(torch::kNearest); break;
     case 1: options.mode(torch::kBilinear); break;
@@ -193,6 +195,7 @@ bd_tensor bd_interpolate(bd_tensor x, const int64_t *size, const double *scale, 
     default: throw std::invalid_argument("unknown interpolation mode " + std::to_string(mode));
     }
     if (align_corners >= 0) options.align_corners(align_corners == 1);
+    else if (mode != 0) options.align_corners(false);
     options.antialias(antialias);
     return bd::wrap(F::interpolate(x->t, options));
   }

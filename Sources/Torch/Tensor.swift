@@ -143,9 +143,13 @@ public class Tensor: @unchecked Sendable {
     public var isContiguous: Bool { bd_is_contiguous(handle) }
 
     /// Size of one dimension; negative dimensions count from the end.
-    public func size(_ dim: Int) -> Int {
+    public func size(_ dim: Int) throws -> Int {
         let s = shape
-        return s[dim < 0 ? dim + s.count : dim]
+        let index = dim < 0 ? dim + s.count : dim
+        guard s.indices.contains(index) else {
+            throw TorchError("dimension \(dim) is out of range for a tensor of shape \(s)")
+        }
+        return s[index]
     }
 
     /// Whether both tensors view the same storage.

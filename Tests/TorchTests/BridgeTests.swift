@@ -50,6 +50,29 @@ final class BridgeTests: XCTestCase {
         XCTAssertLessThan(grown, 8 << 20, "resident memory grew by \(grown >> 10) KiB over 10⁶ ops")
     }
 
+    /// The bridge's direct loop for small same-shape tensors must agree bit for bit with LibTorch's
+    /// kernels (reached here through non-contiguous views of the same values), and step aside for
+    /// autograd.
+    func testSmallTensorFastPathIsExact() throws {
+        for dtype in [DType.float32, .float64] {
+            let values = try Tensor.randn([2, 50], dtype: dtype, generator: Generator(seed: 1))
+            let special = try Tensor([Double.nan, .infinity, -.infinity, 0, -0.0, 1e-310], shape: [6]).to(dtype: dtype)
+            let a = try Tensor.cat([values.flatten(start: 0, end: 1), special], dim: 0)
+            let b = try a.flip([0])
+            let aStrided = try Tensor.stack([a, a], dim: 1).select(dim: 1, index: 0)
+            XCTAssertFalse(aStrided.isContiguous)
+            for (fast, generic) in [(try a + b, try aStrided + b), (try a - b, try aStrided - b),
+                                    (try a * b, try aStrided * b), (try a / b, try aStrided / b)] {
+                XCTAssertEqual(try fast.rawBytes(), try generic.rawBytes(), "\(dtype)")
+            }
+        }
+        let x = try Tensor.ones([3]).requiringGrad()
+        let y = try x * x
+        XCTAssertTrue(y.requiresGrad)
+        try y.sum().backward()
+        XCTAssertEqual(try x.grad!.toArray(Float.self), [2, 2, 2])
+    }
+
     func testRuntimeSettings() throws {
         let threads = Runtime.threads
         Runtime.threads = 1

@@ -328,7 +328,7 @@ final class OpsTests: XCTestCase {
         case "svd":
             let full = try a.bool("full_matrices")
             let (u, s, vh) = try Linalg.svd(t(0), fullMatrices: full)
-            let (m, n, k) = (try t(0).size(-2), try t(0).size(-1), s.size(-1))
+            let (m, n, k) = (try t(0).size(-2), try t(0).size(-1), try s.size(-1))
             let expectedU = full ? [m, m] : [m, k], expectedVh = full ? [n, n] : [k, n]
             guard Array(u.shape.suffix(2)) == expectedU, Array(vh.shape.suffix(2)) == expectedVh else {
                 throw TorchError("svd factor shapes U \(u.shape) Vh \(vh.shape), expected \(expectedU) and \(expectedVh)")

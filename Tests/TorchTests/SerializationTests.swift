@@ -297,6 +297,13 @@ final class SerializationTests: XCTestCase {
         let truncated = temporary.appendingPathComponent("truncated.pt")
         try Data(try Data(contentsOf: fixture("state_dict.pt")).prefix(600)).write(to: truncated)
         assertThrows(try TorchPickle.load(truncated), containing: ["truncated.pt"])
+        // A flipped bit in data.pkl is caught by its CRC-32.
+        let program = try storedEntry("state_dict/data.pkl", in: fixture("state_dict.pt"))
+        var bytes = try Data(contentsOf: fixture("state_dict.pt"))
+        bytes[program.startIndex + 40] ^= 0x01
+        let corrupt = temporary.appendingPathComponent("state_dict.pt")
+        try bytes.write(to: corrupt)
+        assertThrows(try TorchPickle.load(corrupt), containing: ["state_dict.pt", "corrupt"])
     }
 
     func testUnpicklerOnHandWrittenPrograms() throws {
@@ -319,6 +326,60 @@ final class SerializationTests: XCTestCase {
         assertThrows(try run([0x80, 2, 0x58, 0xFF, 0xFF, 0, 0]), containing: ["test.pkl", "truncated"])
         assertThrows(try run([0x80, 2, 0x73]), containing: ["test.pkl"])
         assertThrows(try run([0x80, 2, 0xFF]), containing: ["opcode 0xff"])
+        // 100 000 nested tuples: refused by depth, and torn down without recursing.
+        assertThrows(try run([0x80, 2, 0x4E] + Array(repeating: 0x85, count: 100_000) + [0x2E]), containing: ["levels deep"])
+        // x = (x, x) forty times: a billion-laughs expansion, refused by size.
+        assertThrows(try run([0x80, 2, 0x4E] + Array([[UInt8]](repeating: [0x32, 0x86], count: 40).joined()) + [0x2E]), containing: ["expands"])
+    }
+
+    /// The stored (uncompressed) bytes of the zip entry `name`, found through the central
+    /// directory (PyTorch's writer puts sizes in data descriptors, not local headers).
+    func storedEntry(_ name: String, in url: URL) throws -> Data {
+        let zip = try Data(contentsOf: url)
+        func le(_ at: Int, _ n: Int) -> Int { (0..<n).reduce(0) { $0 | Int(zip[at + $1]) << (8 * $1) } }
+        var offset = 0
+        while let header = zip.range(of: Data([0x50, 0x4B, 0x01, 0x02]), in: offset..<zip.count) {
+            let h = header.lowerBound
+            let nameLength = le(h + 28, 2)
+            if zip[(h + 46)..<(h + 46 + nameLength)] == Data(name.utf8) {
+                let local = le(h + 42, 4)
+                let start = local + 30 + le(local + 26, 2) + le(local + 28, 2)
+                return zip[start..<(start + le(h + 20, 4))]
+            }
+            offset = h + 4
+        }
+        throw TorchError("no entry \(name) in \(url.lastPathComponent)")
+    }
+
+    /// Random byte edits of real files must end in a value or a thrown error, never a crash.
+    func testCorruptedInputsNeverCrash() throws {
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func random(_ n: Int) -> Int {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Int((seed >> 33) % UInt64(n))
+        }
+        let programs = try [("state_dict.pt", "state_dict/data.pkl"), ("lightning.ckpt", "lightning/data.pkl"),
+                            ("protocol4.pt", "protocol4/data.pkl")].map { try storedEntry($0.1, in: fixture($0.0)) }
+        for program in programs {
+            for _ in 0..<300 {
+                var bytes = [UInt8](program)
+                for _ in 0...random(4) { bytes[random(bytes.count)] = UInt8(random(256)) }
+                if random(4) == 0 { bytes.removeLast(random(bytes.count)) }
+                let unpickler = Unpickler(Data(bytes), context: "fuzz") { _, dtype, numel in
+                    guard numel < 1 << 20 else { throw TorchError("too big") }
+                    return try Tensor.zeros([numel], dtype: dtype)
+                }
+                _ = try? unpickler.load()
+            }
+        }
+        let original = try Data(contentsOf: fixture("dtypes.safetensors"))
+        let url = temporary.appendingPathComponent("fuzz.safetensors")
+        for _ in 0..<300 {
+            var bytes = [UInt8](original)
+            for _ in 0...random(3) { bytes[random(min(bytes.count, 700))] = UInt8(random(256)) }
+            try Data(bytes).write(to: url)
+            if let file = try? SafetensorsFile(url: url) { for name in file.names { _ = try? file.tensor(name) } }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ final class ConvAttention: Module {
 
         /// `[B, N, C]` → `[B, N, C]`
         func callAsFunction(_ x: Tensor) throws -> Tensor {
-            let (b, n, c) = (x.size(0), x.size(1), x.size(2))
+            let (b, n, c) = (try x.size(0), try x.size(1), try x.size(2))
             func split(_ t: Tensor) throws -> Tensor {
                 try t.reshape([b, n, heads, c / heads]).transpose(1, 2)
             }
@@ -45,7 +45,7 @@ final class ConvAttention: Module {
     /// `[B, 3, H, W]` → `[B, 8, H, W]`
     func callAsFunction(_ x: Tensor) throws -> Tensor {
         let h = try norm(conv(x)).silu()
-        let (b, c, height, width) = (h.size(0), h.size(1), h.size(2), h.size(3))
+        let (b, c, height, width) = (try h.size(0), try h.size(1), try h.size(2), try h.size(3))
         let tokens = try h.flatten(start: 2, end: 3).transpose(1, 2)
         let attended = try tokens + attn(tokens)
         return try attended.transpose(1, 2).reshape([b, c, height, width])
@@ -86,6 +86,26 @@ final class TorchScriptTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: swiftNames).write(to: directory.appendingPathComponent("names.json"))
         let python = try TestSupport.runPythonTool("make_nn_fixtures.py", ["--check-torchscript", directory.path])
         XCTAssertEqual(python.status, 0, python.output)
+    }
+
+    /// Small elementwise ops take a direct path in the bridge; under tracing they must still be
+    /// recorded, not baked in as constants.
+    func testSmallElementwiseOpsAreRecordedWhenTracing() throws {
+        final class Scale: Module {
+            let weight: Parameter
+            override init() {
+                weight = try! Parameter(.full([4], 2))
+                super.init()
+            }
+        }
+        let model = Scale()
+        model.freeze()
+        let script = try model.traced(inputs: [try Tensor.ones([4]), try Tensor.ones([4])]) {
+            [try ($0[0] + $0[1]) * model.weight / $0[1] - $0[0]]
+        }
+        let a = try Tensor([1, 2, 3, 4] as [Float]), b = try Tensor([4, 3, 2, 1] as [Float])
+        let expected = try ((a + b) * 2.0 / b - a).toArray(Float.self)
+        XCTAssertEqual(try script.run("forward", [a, b])[0].toArray(Float.self), expected)
     }
 
     func testLoadErrorsAreThrown() throws {

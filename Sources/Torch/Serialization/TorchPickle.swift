@@ -27,9 +27,11 @@ public enum TorchPickle {
         let unpickler = Unpickler(program, context: context) { key, dtype, numel in
             let path = "\(prefix)data/\(key)"
             guard let entry = archive[path] else { throw TorchError("\(context): storage '\(key)' has no entry \(path)") }
-            let bytes = try read(archive, path: path, file: file, entry: entry)
-            guard bytes.count == numel * dtype.byteSize else {
-                throw TorchError("\(context): storage '\(key)' has \(bytes.count) bytes, \(numel) elements of \(dtype) need \(numel * dtype.byteSize)")
+            // Checksumming gigabytes of weights costs more than reading them; the pickle is checked.
+            let bytes = try read(archive, path: path, file: file, entry: entry, verify: false)
+            let (needed, overflow) = numel.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !overflow, bytes.count == needed else {
+                throw TorchError("\(context): storage '\(key)' has \(bytes.count) bytes, \(numel) elements of \(dtype) need \(numel) × \(dtype.byteSize)")
             }
             return try bytes.withUnsafeBytes { try Tensor(bytes: $0, shape: [numel], dtype: dtype) }
         }
@@ -81,14 +83,22 @@ public enum TorchPickle {
         }
     }
 
-    private static func read(_ archive: Archive, path: String, file: String, entry: Entry? = nil) throws -> Data {
+    private static func read(_ archive: Archive, path: String, file: String, entry: Entry? = nil, verify: Bool = true) throws -> Data {
         guard let entry = entry ?? archive[path] else { throw TorchError("\(file): no entry \(path)") }
         var data = Data()
         data.reserveCapacity(Int(clamping: min(entry.uncompressedSize, 1 << 28)))
+        let checksum: CRC32
         do {
-            _ = try archive.extract(entry, bufferSize: 1 << 20) { data.append($0) }
+            checksum = try archive.extract(entry, bufferSize: 1 << 20, skipCRC32: !verify) { data.append($0) }
         } catch {
             throw TorchError("\(file): cannot read \(path): \(error)")
+        }
+        // ZIPFoundation computes the checksum but leaves the comparison to us.
+        if verify, checksum != entry.checksum {
+            throw TorchError("\(file): \(path) is corrupt (CRC-32 mismatch)")
+        }
+        guard data.count == Int(clamping: entry.uncompressedSize) else {
+            throw TorchError("\(file): \(path) is truncated (\(data.count) of \(entry.uncompressedSize) bytes)")
         }
         return data
     }

@@ -394,7 +394,8 @@ final class Unpickler {
             return data
         case "torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type":
             // (func, subclass, args, state): the subclass is dropped, the tensor kept.
-            guard args.count >= 3, let inner = tupleItems(args[2]) else { throw fail("\(qualified): unexpected arguments") }
+            guard args.count >= 3, let inner = tupleItems(args[2]), case .global(_, let function) = args[0],
+                  !function.hasPrefix("_rebuild_from_type") else { throw fail("\(qualified): unexpected arguments") }
             return try call(args[0], inner)
         case "torch.Size":
             guard let first = args.first, tupleItems(first) != nil else { throw fail("torch.Size expects a tuple") }
