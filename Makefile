@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export BACKDROP_PYTHON := $(PY)
 export BACKDROP_CACHE := $(CACHE)
 
-APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip
+APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
@@ -35,7 +35,7 @@ venv: $(VENV)/.ready
 $(VENV)/.ready: $(PY_REQUIREMENTS) | apt
 	@echo "creating the Python reference environment in $(VENV)"
 	@/usr/bin/python3 -m venv --system-site-packages $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(PY_REQUIREMENTS)
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(PY_REQUIREMENTS)
 	@touch $@
 
 build: setup
@@ -43,7 +43,7 @@ build: setup
 
 test: setup
 	swift build --build-tests $(SWIFT_BUILD_FLAGS)
-	swift test --skip-build $(SWIFT_BUILD_FLAGS)
+	swift test --skip-build --disable-swift-testing $(SWIFT_BUILD_FLAGS)
 
 demo: build
 	swift run $(SWIFT_BUILD_FLAGS) backdrop info
