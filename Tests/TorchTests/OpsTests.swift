@@ -17,9 +17,7 @@ final class OpsTests: XCTestCase {
         let atol: Double
     }
 
-    static let fixtureDirectory = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/ops")
+    static let fixtureDirectory = TestSupport.fixture("ops")
 
     static func loadCases() throws -> [Case] {
         let data = try Data(contentsOf: fixtureDirectory.appendingPathComponent("cases.json"))

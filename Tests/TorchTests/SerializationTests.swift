@@ -5,10 +5,6 @@ import XCTest
 /// Fixtures come from tools/make_serialization_fixtures.py (PyTorch 1.13, safetensors 0.4.3);
 /// expected.json records every tensor's dtype, shape, strides, offset and bytes.
 final class SerializationTests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures/serialization")
-    static let repository = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     var temporary: URL!
 
     override func setUpWithError() throws {
@@ -20,7 +16,7 @@ final class SerializationTests: XCTestCase {
         try? FileManager.default.removeItem(at: temporary)
     }
 
-    func fixture(_ name: String) -> URL { Self.fixtures.appendingPathComponent(name) }
+    func fixture(_ name: String) -> URL { TestSupport.fixture("serialization/\(name)") }
 
     func expected(_ file: String) throws -> [String: Any] {
         let data = try Data(contentsOf: fixture("expected.json"))
@@ -102,11 +98,6 @@ final class SerializationTests: XCTestCase {
     }
 
     func testSafetensorsWrittenBySwiftReadByPython() throws {
-        let environment = ProcessInfo.processInfo.environment
-        let venv = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/backdrop/venv/bin/python").path
-        guard let python = environment["BACKDROP_PYTHON"] ?? (FileManager.default.isExecutableFile(atPath: venv) ? venv : nil) else {
-            throw XCTSkip("no Python reference: set BACKDROP_PYTHON or create ~/.cache/backdrop/venv (torch + safetensors==0.4.3)")
-        }
         let files: [String: [String: Tensor]] = [
             "dtypes.safetensors": try SafetensorsFile(url: fixture("dtypes.safetensors")).loadAll(),
             "swift_made.safetensors": [
@@ -130,17 +121,8 @@ final class SerializationTests: XCTestCase {
         }
         try JSONSerialization.data(withJSONObject: expected).write(to: temporary.appendingPathComponent("expected.json"))
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [Self.repository.appendingPathComponent("tools/make_serialization_fixtures.py").path,
-                             "--check-swift", temporary.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "Python check failed:\n\(output)")
+        let python = try TestSupport.runPythonTool("make_serialization_fixtures.py", ["--check-swift", temporary.path])
+        XCTAssertEqual(python.status, 0, "Python check failed:\n\(python.output)")
     }
 
     /// Writes an 8-byte length (the header's own unless `length` is given), the header and `data`.
