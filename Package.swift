@@ -28,6 +28,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Torch", targets: ["Torch"]),
+        .library(name: "StableDiffusion", targets: ["StableDiffusion"]),
         .executable(name: "backdrop", targets: ["backdrop"]),
     ],
     dependencies: [
@@ -52,19 +53,31 @@ let package = Package(
             name: "Torch",
             dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        // libpng/libjpeg behind a C layer: their setjmp/longjmp error handling must not cross Swift frames.
+        .target(
+            name: "CImage",
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
+        ),
+        .target(name: "Media", dependencies: ["Torch", "CImage"]),
+        .target(name: "Geometry", dependencies: ["Torch"]),
+        .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry"]),
+        .target(name: "StableDiffusion", dependencies: ["Torch"]),
+        .target(name: "Parity", dependencies: ["Torch", "StableDiffusion"]),
         .executableTarget(
             name: "backdrop",
-            dependencies: ["Torch", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch"],
+            dependencies: ["Torch", "StableDiffusion"],
             path: "Sources/BackdropBench"
         ),
-        .testTarget(
-            name: "TorchTests",
-            dependencies: ["Torch"]
-        ),
+        .testTarget(name: "TorchTests", dependencies: ["Torch"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Parity"]),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -1,0 +1,1 @@
+// The Geometry module (being written).

@@ -1,0 +1,1 @@
+// The Media module (being written).

@@ -1,0 +1,1 @@
+// The Parity module (being written).

@@ -1,0 +1,1 @@
+// The StableDiffusion module (being written).
