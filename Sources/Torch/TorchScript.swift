@@ -116,20 +116,3 @@ extension ScriptModule {
         return holder
     }
 }
-
-/// Writes through a temporary file in the same directory and renames it into place, so a reader
-/// never sees a half-written file and a crash leaves the old one intact.
-public func writeAtomically(to url: URL, _ write: (URL) throws -> Void) throws {
-    let directory = url.deletingLastPathComponent()
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-    do {
-        try write(temporary)
-        if rename(temporary.path, url.path) != 0 {
-            throw TorchError("cannot move \(temporary.path) to \(url.path): \(String(cString: strerror(errno)))")
-        }
-    } catch {
-        try? FileManager.default.removeItem(at: temporary)
-        throw error
-    }
-}

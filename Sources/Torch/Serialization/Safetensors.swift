@@ -137,7 +137,7 @@ public enum Safetensors {
         var headerBytes = Data(header.utf8)
         headerBytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - headerBytes.count % 8) % 8))
 
-        try writeAtomically(to: url) { handle in
+        try writeAtomically(to: url, streaming: { handle in
             var length = Data(count: 8)
             for i in 0..<8 { length[i] = UInt8(truncatingIfNeeded: UInt64(headerBytes.count) >> (8 * UInt64(i))) }
             try handle.write(contentsOf: length)
@@ -149,7 +149,7 @@ public enum Safetensors {
                     throw TorchError("\(file): tensor '\(item.name)': \(error.message)")
                 }
             }
-        }
+        })
     }
 
     // MARK: Codes
@@ -184,34 +184,6 @@ public enum Safetensors {
             }
         }
         return out + "\""
-    }
-}
-
-/// Writes through `body` into a temporary file in `url`'s folder, then renames it over `url`, so
-/// readers never see a half-written file.
-func writeAtomically(to url: URL, _ body: (FileHandle) throws -> Void) throws {
-    let folder = url.deletingLastPathComponent()
-    let temporary = folder.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
-    guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-        throw TorchError("cannot create \(temporary.path) (is \(folder.path) a writable folder?)")
-    }
-    do {
-        let handle = try FileHandle(forWritingTo: temporary)
-        do {
-            try body(handle)
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? handle.close()
-            throw error
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            throw TorchError("cannot rename \(temporary.lastPathComponent) to \(url.path): \(String(cString: strerror(errno)))")
-        }
-    } catch {
-        try? FileManager.default.removeItem(at: temporary)
-        if error is TorchError { throw error }
-        throw TorchError("cannot write \(url.path): \(error.localizedDescription)")
     }
 }
 
