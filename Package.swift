@@ -62,11 +62,13 @@ let package = Package(
         .target(name: "Geometry", dependencies: ["Torch"]),
         .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry"]),
         .target(name: "StableDiffusion", dependencies: ["Torch"]),
-        .target(name: "Parity", dependencies: ["Torch", "StableDiffusion"]),
+        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion"]),
+        .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry"]),
+        .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground"]),
         .executableTarget(
             name: "backdrop",
             dependencies: [
-                "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets",
+                "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets", "Evaluation", "VirtualBackground",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -78,6 +80,8 @@ let package = Package(
         .testTarget(name: "TorchTests", dependencies: ["Torch"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Parity"]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Parity"]),
+        .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

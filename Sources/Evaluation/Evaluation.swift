@@ -1,0 +1,1 @@
+// The Evaluation module (being written).

@@ -1,0 +1,1 @@
+// The VirtualBackground module (being written).
