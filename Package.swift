@@ -61,7 +61,8 @@ let package = Package(
         .target(name: "Media", dependencies: ["Torch", "CImage"]),
         .target(name: "Geometry", dependencies: ["Torch"]),
         .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry"]),
-        .target(name: "StableDiffusion", dependencies: ["Torch"]),
+        // ZIPFoundation's inflate reads OpenAI's gzipped CLIP vocabulary.
+        .target(name: "StableDiffusion", dependencies: ["Torch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion"]),
         .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry"]),
         .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground"]),
@@ -77,11 +78,13 @@ let package = Package(
             dependencies: ["Torch", "StableDiffusion"],
             path: "Sources/BackdropBench"
         ),
-        .testTarget(name: "TorchTests", dependencies: ["Torch"]),
-        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Parity"]),
-        .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Parity"]),
-        .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity"]),
+        // Fixture paths, the Python reference and fetched assets, for every test target.
+        .target(name: "BackdropTestSupport", dependencies: ["Torch"], path: "Tests/TestSupport"),
+        .testTarget(name: "TorchTests", dependencies: ["Torch", "BackdropTestSupport"]),
+        .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Parity", "BackdropTestSupport"]),
+        .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets", "BackdropTestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Parity", "BackdropTestSupport"]),
+        .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: .cxx17

@@ -68,12 +68,72 @@ def conv_norm_attention(batch=2, channels=128, size=32, groups=32, heads=4):
     return run
 
 
+# The UNet workloads of Sources/BackdropBench/UNetBench.swift: diffusers' UNet2DConditionModel with
+# random weights, each run alone in this process (`--workload NAME`) so that its peak memory can be
+# read: the kernel's high-water mark is reset once torch is loaded, before the model is built.
+SD2_BASE_UNET = dict(
+    block_out_channels=[320, 640, 1280, 1280], attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024,
+    use_linear_projection=True,
+)
+SD2_SMALL_UNET = dict(SD2_BASE_UNET, block_out_channels=[64, 128, 256, 256], attention_head_dim=[1, 2, 4, 4])
+# name: (config, batch, latent size, backward, warm-up runs, most timed runs)
+UNET_WORKLOADS = {
+    "unet_sd2_small_32_fwd": (SD2_SMALL_UNET, 2, 32, False, 2, 100),
+    "unet_sd2_small_32_fwd_bwd": (SD2_SMALL_UNET, 2, 32, True, 2, 100),
+    "unet_sd2_base_64_fwd": (SD2_BASE_UNET, 1, 64, False, 1, 3),
+}
+
+
+def memory_field(name):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def unet_workload(name, repeats):
+    """{"seconds": median time, "peak_bytes": VmHWM above the resident size before the model exists}."""
+    from diffusers import UNet2DConditionModel
+    config, batch, latent, backward, warmup, max_repeats = UNET_WORKLOADS[name]
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    baseline = memory_field("VmRSS")
+    g = torch.Generator().manual_seed(0)
+    unet = UNet2DConditionModel(**config)
+    sample = torch.randn(batch, 4, latent, latent, generator=g)
+    timestep = torch.full((batch,), 500.0)
+    context = torch.randn(batch, 77, 1024, generator=g)
+    repeats = min(repeats, max_repeats)
+    if backward:
+        unet.train()
+        target = torch.randn(sample.shape, generator=g)
+
+        def step():
+            out = unet(sample, timestep, context).sample
+            F.mse_loss(out, target).backward()
+            unet.zero_grad(set_to_none=True)
+        seconds = median_time(step, repeats, warmup)
+    else:
+        unet.eval()
+        with torch.no_grad():
+            seconds = median_time(lambda: unet(sample, timestep, context), repeats, warmup)
+    return {"seconds": seconds, "peak_bytes": memory_field("VmHWM") - baseline}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workload", choices=sorted(UNET_WORKLOADS), help="run one UNet workload alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.workload:
+        json.dump(unet_workload(args.workload, args.repeats), sys.stdout)
+        return
     results = {
         "tiny_adds_1e5": median_time(tiny_adds(), args.repeats),
         "conv_norm_attention_fwd_bwd": median_time(conv_norm_attention(), args.repeats),

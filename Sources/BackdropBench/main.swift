@@ -90,6 +90,7 @@ func convNormAttention(batch: Int = 2, channels: Int = 128, size: Int = 32, grou
     }
 }
 
+if let status = UNetBench.runChildIfRequested() { exit(status) }
 let options = Options(CommandLine.arguments)
 Runtime.threads = options.threads
 do {
@@ -109,6 +110,7 @@ do {
               + String(format: "  %10.4f  %11.4f  %6.2f×  ≤ %.1f× %@", swift, python, ratio, target,
                        ratio <= target ? "ok" : "MISSED"))
     }
+    try UNetBench.run(options)
 } catch {
     FileHandle.standardError.write(Data("backdrop-bench: \(error)\n".utf8))
     exit(1)

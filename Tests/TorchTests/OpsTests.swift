@@ -1,4 +1,5 @@
 import Foundation
+import BackdropTestSupport
 import XCTest
 
 @testable import Torch

@@ -1,0 +1,134 @@
+import Foundation
+import Geometry
+import Torch
+
+/// A dataset problem, naming the panorama (and the file when one is at fault).
+public struct DatasetError: Error, CustomStringConvertible, LocalizedError {
+    /// `<scan>/<pano>`, or nil for problems with the dataset as a whole (a split file).
+    public let panorama: String?
+    public let file: String?
+    public let message: String
+
+    public init(panorama: String? = nil, file: String? = nil, _ message: String) {
+        self.panorama = panorama
+        self.file = file
+        self.message = message
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if let panorama { parts.append("panorama \(panorama)") }
+        if let file { parts.append(file) }
+        return (parts.isEmpty ? "" : parts.joined(separator: ": ") + ": ") + message
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// How the views of one panorama are made (MVDiffusion's defaults).
+public struct ViewOptions: Hashable, Sendable, Codable {
+    /// Number of views around the horizon.
+    public var count = 8
+    /// Horizontal field of view in degrees.
+    public var fov = 90.0
+    /// Yaw between neighbouring views in degrees.
+    public var yawStep = 45.0
+    /// View width and height in pixels.
+    public var resolution = 512
+    /// Prepended to each view's caption.
+    public var promptPrefix = "This is one view of a scene. "
+    /// Skybox faces larger than the view are rendered at (a multiple of) the view size and
+    /// box-filtered down, as MVDiffusion warps at face resolution and then resizes (for 1024-pixel
+    /// faces and 512-pixel views this is exactly its 2×2 average).
+    public var supersample = true
+
+    public init(count: Int = 8, fov: Double = 90, yawStep: Double = 45, resolution: Int = 512,
+                promptPrefix: String = "This is one view of a scene. ", supersample: Bool = true) {
+        self.count = count
+        self.fov = fov
+        self.yawStep = yawStep
+        self.resolution = resolution
+        self.promptPrefix = promptPrefix
+        self.supersample = supersample
+    }
+
+    public var camera: PinholeCamera { PinholeCamera(fov: fov, size: resolution) }
+
+    /// Yaw of view i in degrees, in [0, 360).
+    public func yaw(view i: Int, offset: Double) -> Double {
+        let yaw = (offset + yawStep * Double(i)).truncatingRemainder(dividingBy: 360)
+        return yaw < 0 ? yaw + 360 : yaw
+    }
+}
+
+/// What a training step needs for one panorama.
+public struct MultiViewSample: @unchecked Sendable {
+    /// `<scan>/<pano>`.
+    public let panoramaID: String
+    /// Position in the split.
+    public let index: Int
+    /// Degrees added to every view's yaw.
+    public let yawOffset: Double
+    /// Yaw of each view in degrees, in [0, 360).
+    public let yaws: [Double]
+    /// `[V, 3, H, W]` float32 in [−1, 1] (x / 127.5 − 1, as MVDiffusion feeds the VAE).
+    public let images: Tensor
+    /// `[V, 3, 3]` float32 intrinsics (the same K for every view).
+    public let intrinsics: Tensor
+    /// `[V, 3, 3]` float32 camera-to-world rotations R = Ry(yaw).
+    public let rotations: Tensor
+    /// One prompt per view: prefix + caption of the nearest 45°.
+    public let prompts: [String]
+
+    public init(panoramaID: String, index: Int, yawOffset: Double, yaws: [Double], images: Tensor,
+                intrinsics: Tensor, rotations: Tensor, prompts: [String]) {
+        self.panoramaID = panoramaID
+        self.index = index
+        self.yawOffset = yawOffset
+        self.yaws = yaws
+        self.images = images
+        self.intrinsics = intrinsics
+        self.rotations = rotations
+        self.prompts = prompts
+    }
+
+    /// Stacks samples into a batch: images `[B, V, 3, H, W]`, K and R `[B, V, 3, 3]`, prompts `[B][V]`.
+    public static func collate(_ samples: [MultiViewSample]) throws
+        -> (images: Tensor, intrinsics: Tensor, rotations: Tensor, prompts: [[String]]) {
+        (try Tensor.stack(samples.map(\.images)), try Tensor.stack(samples.map(\.intrinsics)),
+         try Tensor.stack(samples.map(\.rotations)), samples.map(\.prompts))
+    }
+}
+
+/// Cameras of a panorama's views: K `[V, 3, 3]` and R `[V, 3, 3]` (float32), yaws in degrees.
+public func viewCameras(_ options: ViewOptions, yawOffset: Double) throws
+    -> (intrinsics: Tensor, rotations: Tensor, yaws: [Double]) {
+    let yaws = (0..<options.count).map { options.yaw(view: $0, offset: yawOffset) }
+    let k = try options.camera.intrinsics().unsqueeze(0).expand([options.count, 3, 3]).contiguous()
+    let r = try Orientation.matrices(yaws.map { Orientation(yaw: $0) })
+    return (k, r, yaws)
+}
+
+/// The caption angle MVDiffusion pairs with a view yaw: the nearest multiple of 45° (NumPy's
+/// round-half-to-even), modulo 360.
+public func captionDegree(forYaw yaw: Double) -> Int {
+    let step = (yaw / 45).rounded(.toNearestOrEven)
+    let degree = Int(step) * 45 % 360
+    return degree < 0 ? degree + 360 : degree
+}
+
+/// A split of panoramas that can render any of them as multi-view samples. Implemented by the
+/// Matterport3D reader (skybox and stitched layouts, and so the synthetic rooms); a latent cache can
+/// sit behind the same indices and identifiers.
+public protocol PanoramaSource: AnyObject {
+    /// Number of panoramas in the split.
+    var count: Int { get }
+    /// Where the data come from, for messages.
+    var location: String { get }
+    var views: ViewOptions { get }
+    /// `<scan>/<pano>` of panorama `index`.
+    func identifier(at index: Int) -> String
+    /// Decodes panorama `index` and renders its views with every yaw shifted by `yawOffset` degrees.
+    /// Errors are `DatasetError`s naming the panorama.
+    func sample(at index: Int, yawOffset: Double) throws -> MultiViewSample
+}

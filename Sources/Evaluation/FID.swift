@@ -1,0 +1,71 @@
+import Torch
+
+/// Mean and covariance of Inception features, in float64 (fp32 statistics make FID depend on the
+/// batch size — REFERENCE.md §5).
+public struct FeatureStatistics {
+    /// `[D]`
+    public let mean: Tensor
+    /// `[D, D]`, rows = features (numpy `cov(rowvar=False)`, ddof 1)
+    public let covariance: Tensor
+    public let count: Int
+
+    public init(mean: Tensor, covariance: Tensor, count: Int) throws {
+        let d = try mean.size(0)
+        guard mean.rank == 1, covariance.shape == [d, d] else {
+            throw TorchError("statistics need a mean [D] and a covariance [D, D], got \(mean.shape) and \(covariance.shape)")
+        }
+        self.mean = try mean.to(dtype: .float64)
+        self.covariance = try covariance.to(dtype: .float64)
+        self.count = count
+    }
+
+    /// Statistics of features `[N, D]` (N ≥ 2).
+    public init(features: Tensor) throws {
+        guard features.rank == 2, try features.size(0) >= 2 else {
+            throw TorchError("feature statistics need at least two feature rows [N, D], got \(features.shape)")
+        }
+        let x = try features.to(dtype: .float64)
+        let n = try x.size(0)
+        let mean = try x.mean(dim: 0)
+        let centred = try x - mean
+        let covariance = try centred.transpose(0, 1).matmul(centred) / Double(n - 1)
+        try self.init(mean: mean, covariance: covariance, count: n)
+    }
+
+    /// A full-rank covariance needs more samples than dimensions; FID from fewer is biased and
+    /// not comparable with published numbers.
+    public var isRankDeficient: Bool { count <= mean.count }
+}
+
+/// Fréchet Inception Distance between two feature distributions:
+/// ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂), with tr √(Σ₁Σ₂) = Σ Re √λᵢ(Σ₁Σ₂) (torch-fidelity 0.4's
+/// eigenvalue route, equal to scipy's `sqrtm` route). When the product is numerically singular
+/// (a non-finite trace), both covariances get `eps`·I added and it is computed again, as pytorch-fid does.
+public func frechetDistance(_ a: FeatureStatistics, _ b: FeatureStatistics, eps: Double = 1e-6) throws -> Double {
+    guard a.mean.shape == b.mean.shape else {
+        throw TorchError("FID of statistics with different feature sizes: \(a.mean.shape) and \(b.mean.shape)")
+    }
+    let difference = try a.mean - b.mean
+    let meanTerm = try (difference * difference).sum().item()
+    let traces = try a.covariance.diagonalSum() + b.covariance.diagonalSum()
+    var rootTrace = try traceOfSquareRoot(a.covariance.matmul(b.covariance))
+    if !rootTrace.isFinite {
+        let offset = try Tensor.eye(try a.mean.size(0), dtype: .float64, device: a.mean.device) * eps
+        rootTrace = try traceOfSquareRoot((a.covariance + offset).matmul(b.covariance + offset))
+    }
+    guard rootTrace.isFinite else { throw TorchError("FID is not finite: the covariances are degenerate") }
+    return meanTerm + traces - 2 * rootTrace
+}
+
+/// Σ Re √λ over the eigenvalues λ of a square matrix.
+func traceOfSquareRoot(_ matrix: Tensor) throws -> Double {
+    try Linalg.eigvals(matrix).sqrt().real().sum().item()
+}
+
+extension Tensor {
+    /// The trace of a square matrix.
+    func diagonalSum() throws -> Double {
+        let n = try size(0)
+        return try (self * Tensor.eye(n, dtype: dtype, device: device)).sum().item()
+    }
+}

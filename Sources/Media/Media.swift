@@ -1,1 +1,0 @@
-// The Media module (being written).

@@ -1,0 +1,6 @@
+/// Every component `backdrop parity` runs, one group per file (a group is a `[name: runner]`
+/// table). A new group is one more line here.
+let componentGroups: [[String: ParityRunner]] = [
+    TextComponents.runners,
+    SchedulerComponents.runners,
+]

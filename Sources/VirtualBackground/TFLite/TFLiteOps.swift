@@ -1,0 +1,287 @@
+import Torch
+
+// The TFLite operators as LibTorch calls, each matching TFLite's reference kernels
+// (tensorflow/lite/kernels/internal/reference/*) in its padding, rounding of sizes and border rules.
+
+/// TensorFlow's SAME padding along one axis: the output is ceil(input / stride) and the padding
+/// the window needs is split with the odd pixel at the end (bottom/right), unlike PyTorch's symmetric
+/// padding. Returns (before, after).
+func tfSamePadding(input: Int, kernel: Int, stride: Int, dilation: Int = 1) -> (before: Int, after: Int) {
+    let effective = (kernel - 1) * dilation + 1
+    let output = (input + stride - 1) / stride
+    let total = max((output - 1) * stride + effective - input, 0)
+    return (total / 2, total - total / 2)
+}
+
+/// Maps a TFLite NHWC axis to its NCHW position.
+func nchwAxis(_ axis: Int) -> Int { [0, 2, 3, 1][axis] }
+
+extension OpContext {
+    func checked(_ activation: TFLiteActivation) throws -> TFLiteActivation {
+        if activation == .signBit { throw error("the SIGN_BIT fused activation is not supported") }
+        return activation
+    }
+
+    /// CONV_2D (weights OHWI → OIHW) and DEPTHWISE_CONV_2D (weights [1, kH, kW, C·m] → [C·m, 1, kH, kW],
+    /// groups = C: TFLite's output channel c·m + j is group c's j-th output, as in PyTorch).
+    func convolution(depthwise: Bool) throws -> TFLiteGraph.Step {
+        let options: TFLiteConvOptions
+        switch (depthwise, op.options) {
+        case (false, .conv2D(let o)), (true, .depthwiseConv2D(let o)): options = o
+        default: throw error("missing or wrong builtin options \(op.options)")
+        }
+        let (x, inShape) = try imageInput(0)
+        let filter = try constant(1).to(dtype: .float32)
+        let bias = try optionalConstant(2)?.to(dtype: .float32)
+        guard filter.rank == 4 else { throw error("filter must be rank 4, got \(filter.shape)") }
+        let channels = inShape[3]
+        let weight: Tensor
+        let groups: Int
+        if depthwise {
+            // The filter's last axis is C·m; TFLite ignores depth_multiplier when the shapes say it all.
+            guard filter.shape[0] == 1, channels > 0, filter.shape[3] % channels == 0 else {
+                throw error("depthwise filter \(filter.shape) does not fit \(channels) input channels")
+            }
+            weight = try filter.permute(3, 0, 1, 2).contiguous()
+            groups = channels
+        } else {
+            guard filter.shape[3] > 0, channels % filter.shape[3] == 0 else {
+                throw error("filter \(filter.shape) does not fit \(channels) input channels")
+            }
+            weight = try filter.permute(0, 3, 1, 2).contiguous()
+            groups = channels / filter.shape[3]
+        }
+        let (kh, kw) = (filter.shape[1], filter.shape[2])
+        let stride = IntPair(options.strideH, options.strideW)
+        let dilation = IntPair(options.dilationH, options.dilationW)
+        guard options.strideH > 0, options.strideW > 0, options.dilationH > 0, options.dilationW > 0 else {
+            throw error("strides \(stride) and dilations \(dilation) must be positive")
+        }
+        var pads = (top: 0, bottom: 0, left: 0, right: 0)
+        if options.padding == .same {
+            (pads.top, pads.bottom) = tfSamePadding(input: inShape[1], kernel: kh, stride: options.strideH, dilation: options.dilationH)
+            (pads.left, pads.right) = tfSamePadding(input: inShape[2], kernel: kw, stride: options.strideW, dilation: options.dilationW)
+        }
+        let activation = try checked(options.activation)
+        // Symmetric padding goes into the convolution; TF's uneven SAME padding needs an explicit pad.
+        let symmetric = pads.top == pads.bottom && pads.left == pads.right
+        let padding = symmetric ? IntPair(pads.top, pads.left) : IntPair(0)
+        let explicitPads = symmetric ? nil : [pads.left, pads.right, pads.top, pads.bottom]
+        return step([x]) { args in
+            var input = args[0]
+            if let explicitPads { input = try F.pad(input, explicitPads) }
+            let y = try F.conv2d(input, weight: weight, bias: bias, stride: stride, padding: padding,
+                                 dilation: dilation, groups: groups)
+            return try Self.fused(activation, y)
+        }
+    }
+
+    /// MediaPipe's `Convolution2DTransposeBias` (mediapipe/util/tflite/operations/transpose_conv_bias.cc):
+    /// inputs (data NHWC, weights OHWI, bias [O]); its custom options are the raw bytes of
+    /// `TfLiteTransposeConvParams` {padding: i32 (0 unknown, 1 SAME, 2 VALID), stride_w: i32, stride_h: i32}.
+    /// Output pixel in·stride − pad + k accumulates input·weight, starting from the bias; SAME makes the
+    /// output stride·(in − 1) + k − padTotal with padTotal = max(0, k − (in − 1) mod stride − 1) and
+    /// crops padTotal / 2 pixels from the top/left. Computed as PyTorch's full transposed convolution
+    /// (weights [I, O, kH, kW]) and that crop.
+    func transposeConvBias() throws -> TFLiteGraph.Step {
+        let (x, inShape) = try imageInput(0)
+        let filter = try constant(1).to(dtype: .float32)
+        let bias = try constant(2).to(dtype: .float32)
+        guard filter.rank == 4, filter.shape[3] == inShape[3], bias.shape == [filter.shape[0]] else {
+            throw error("weights \(filter.shape) and bias \(bias.shape) do not fit input \(inShape)")
+        }
+        let raw = op.customOptions
+        guard raw.count >= 12 else { throw error("custom options have \(raw.count) bytes, TfLiteTransposeConvParams needs 12") }
+        func int32(_ offset: Int) -> Int {
+            Int(Int32(bitPattern: (0..<4).reduce(UInt32(0)) { $0 | UInt32(raw[offset + $1]) << (8 * UInt32($1)) }))
+        }
+        let (padding, strideW, strideH) = (int32(0), int32(4), int32(8))
+        guard padding == 1 || padding == 2 else { throw error("padding code \(padding) is neither SAME (1) nor VALID (2)") }
+        guard strideW > 0, strideH > 0 else { throw error("strides (\(strideH), \(strideW)) must be positive") }
+        let (kh, kw) = (filter.shape[1], filter.shape[2])
+        func crop(_ size: Int, _ k: Int, _ s: Int) -> (start: Int, length: Int) {
+            let total = padding == 1 ? max(0, k - (size - 1) % s - 1) : 0
+            return (total / 2, s * (size - 1) + k - total)
+        }
+        let rows = crop(inShape[1], kh, strideH), columns = crop(inShape[2], kw, strideW)
+        guard outputShape == [inShape[0], rows.length, columns.length, filter.shape[0]] else {
+            throw error("declared output \(outputShape) differs from the computed [\(inShape[0]), \(rows.length), \(columns.length), \(filter.shape[0])]")
+        }
+        let weight = try filter.permute(3, 0, 1, 2).contiguous()
+        let stride = IntPair(strideH, strideW)
+        let needsCrop = rows.start != 0 || columns.start != 0 || rows.length != strideH * (inShape[1] - 1) + kh
+            || columns.length != strideW * (inShape[2] - 1) + kw
+        return step([x]) { args in
+            let full = try F.convTranspose2d(args[0], weight: weight, bias: bias, stride: stride)
+            guard needsCrop else { return full }
+            return try full.narrow(dim: 2, start: rows.start, length: rows.length)
+                .narrow(dim: 3, start: columns.start, length: columns.length).contiguous()
+        }
+    }
+
+    /// ADD / MUL with NumPy broadcasting and a fused activation. A constant operand is converted to
+    /// the run-time layout once: padded with leading 1s to the output's rank and, for rank 4, NCHW.
+    func binary(_ f: @escaping (Tensor, Tensor) throws -> Tensor) throws -> TFLiteGraph.Step {
+        let activation: TFLiteActivation
+        switch op.options {
+        case .elementwise(let a): activation = try checked(a)
+        case .none: activation = .none
+        default: throw error("unexpected builtin options \(op.options)")
+        }
+        let (a, b) = (try input(0), try input(1))
+        let rank = outputShape.count
+        func runtimeLayout(_ t: Tensor) throws -> Tensor {
+            guard rank == 4 else { return t }
+            guard t.rank <= 4 else { throw error("operand of rank \(t.rank) for a rank-4 output") }
+            let padded = try t.reshape(Array(repeating: 1, count: 4 - t.rank) + t.shape)
+            return try padded.permute(0, 3, 1, 2).contiguous()
+        }
+        // Run-time operands of lower rank are in TFLite's order; rank-4 ones are NCHW already.
+        let lowRank = [a, b].map { compiler.shape($0).count < 4 && rank == 4 }
+        func fix(_ t: Tensor, _ k: Int) throws -> Tensor { lowRank[k] ? try runtimeLayout(t) : t }
+        switch (compiler.constants[a], compiler.constants[b]) {
+        case (nil, nil):
+            return step([a, b]) { try Self.fused(activation, f(fix($0[0], 0), fix($0[1], 1))) }
+        case (nil, let c?):
+            let constant = try runtimeLayout(c.to(dtype: .float32))
+            return step([a]) { try Self.fused(activation, f(fix($0[0], 0), constant)) }
+        case (let c?, nil):
+            let constant = try runtimeLayout(c.to(dtype: .float32))
+            return step([b]) { try Self.fused(activation, f(constant, fix($0[0], 1))) }
+        case (let c?, let d?):
+            let value = try Self.fused(activation, f(runtimeLayout(c.to(dtype: .float32)), runtimeLayout(d.to(dtype: .float32))))
+            return step([]) { _ in value }
+        }
+    }
+
+    /// RESIZE_BILINEAR to the declared output size. TFLite's reference kernel samples source
+    /// coordinate (dst + 0.5)·in/out − 0.5 with half_pixel_centers, dst·(in − 1)/(out − 1) with
+    /// align_corners, else dst·in/out; the lower neighbour is max(floor, 0), the upper min(ceil, in − 1).
+    /// For the first two this is exactly PyTorch's bilinear interpolate (align_corners false/true),
+    /// whose clamping of negative coordinates to 0 gives the same weights at the border. The legacy
+    /// third mode has no PyTorch equivalent and is computed separably from precomputed indices.
+    func resizeBilinear() throws -> TFLiteGraph.Step {
+        guard case .resizeBilinear(let options) = op.options else { throw error("missing ResizeBilinearOptions") }
+        guard !(options.alignCorners && options.halfPixelCenters) else {
+            throw error("align_corners and half_pixel_centers cannot both be set")
+        }
+        let (x, inShape) = try imageInput(0)
+        guard outputShape.count == 4 else { throw error("output must be rank 4, got \(outputShape)") }
+        let size = IntPair(outputShape[1], outputShape[2])
+        if options.halfPixelCenters || options.alignCorners {
+            let align = options.alignCorners
+            return step([x]) { try F.interpolate($0[0], size: size, mode: .bilinear, alignCorners: align) }
+        }
+        let rows = try LegacyAxis(input: inShape[1], output: size.height, dim: 2)
+        let columns = try LegacyAxis(input: inShape[2], output: size.width, dim: 3)
+        return step([x]) { try columns.resample(rows.resample($0[0])) }
+    }
+
+    /// AVERAGE_POOL_2D / MAX_POOL_2D. TFLite's average ignores padded pixels (counts only those
+    /// inside the image); SAME padding is TF's uneven split.
+    func pool(max isMax: Bool) throws -> TFLiteGraph.Step {
+        guard case .pool2D(let o) = op.options else { throw error("missing Pool2DOptions") }
+        let (x, inShape) = try imageInput(0)
+        let activation = try checked(o.activation)
+        guard o.filterH > 0, o.filterW > 0, o.strideH > 0, o.strideW > 0 else {
+            throw error("filter (\(o.filterH), \(o.filterW)) and strides (\(o.strideH), \(o.strideW)) must be positive")
+        }
+        let kernel = IntPair(o.filterH, o.filterW), stride = IntPair(o.strideH, o.strideW)
+        // The squeeze-and-excite blocks pool the whole image: a mean is faster than a pooling kernel.
+        if !isMax, o.padding == .valid, o.filterH == inShape[1], o.filterW == inShape[2] {
+            return step([x]) { try Self.fused(activation, $0[0].mean(dims: [2, 3], keepDim: true)) }
+        }
+        var pads = [0, 0, 0, 0]
+        if o.padding == .same {
+            let rows = tfSamePadding(input: inShape[1], kernel: o.filterH, stride: o.strideH)
+            let columns = tfSamePadding(input: inShape[2], kernel: o.filterW, stride: o.strideW)
+            pads = [columns.before, columns.after, rows.before, rows.after]
+        }
+        if pads == [0, 0, 0, 0] {
+            return step([x]) { args in
+                let y = isMax ? try F.maxPool2d(args[0], kernel: kernel, stride: stride)
+                              : try F.avgPool2d(args[0], kernel: kernel, stride: stride)
+                return try Self.fused(activation, y)
+            }
+        }
+        if isMax {
+            return step([x]) { try Self.fused(activation, F.maxPool2d(F.pad($0[0], pads, value: -.infinity), kernel: kernel, stride: stride)) }
+        }
+        // Window sums over zero padding, divided by the number of real pixels in each window.
+        let ones = try Tensor.ones([1, 1, inShape[1], inShape[2]])
+        let counts = try F.avgPool2d(F.pad(ones, pads), kernel: kernel, stride: stride)
+        let correction = try counts.reciprocal()
+        return step([x]) { try Self.fused(activation, F.avgPool2d(F.pad($0[0], pads), kernel: kernel, stride: stride) * correction) }
+    }
+
+    /// MEAN over the constant axes of input 1 (negative axes count from the end).
+    func mean() throws -> TFLiteGraph.Step {
+        guard case .reducer(let keepDims) = op.options else { throw error("missing ReducerOptions") }
+        let x = try input(0)
+        let rank = compiler.shape(x).count
+        let axes = try constant(1).toArray(Int32.self).map { Int($0) < 0 ? Int($0) + rank : Int($0) }
+        guard axes.allSatisfy({ (0..<rank).contains($0) }) else { throw error("axes \(axes) out of range for rank \(rank)") }
+        guard rank == 4 else { return step([x]) { try $0[0].mean(dims: axes, keepDim: keepDims) } }
+        if keepDims {
+            let dims = axes.map(nchwAxis)
+            return step([x]) { try $0[0].mean(dims: dims, keepDim: true) }
+        }
+        // The result leaves rank 4, so it is computed in TFLite's order (and stays in it), unless it is
+        // rank 4 again; a reduction without keep_dims never is.
+        return step([x]) { try $0[0].permute(0, 2, 3, 1).mean(dims: axes, keepDim: false) }
+    }
+
+    /// RESHAPE to the declared output shape, through TFLite's NHWC order when rank 4 is involved. A
+    /// leading batch dimension that the input shares follows the run-time batch size.
+    func reshape() throws -> TFLiteGraph.Step {
+        let x = try input(0)
+        let inShape = compiler.shape(x)
+        var target = outputShape
+        guard target.reduce(1, *) == inShape.reduce(1, *) else { throw error("cannot reshape \(inShape) to \(target)") }
+        if let first = target.first, first == inShape.first { target[0] = -1 }
+        let toNHWC = inShape.count == 4, toNCHW = target.count == 4
+        return step([x]) { args in
+            let y = try (toNHWC ? args[0].permute(0, 2, 3, 1) : args[0]).reshape(target)
+            return toNCHW ? try y.permute(0, 3, 1, 2).contiguous() : y
+        }
+    }
+}
+
+/// Bilinear resampling along one axis with the corner-aligned "asymmetric" mapping source = dst·in/out:
+/// TF's legacy RESIZE_BILINEAR (neither align_corners nor half_pixel_centers), and OpenCV's warps
+/// of a whole image onto a tensor (MediaPipe's ImageToTensorCalculator). Lower neighbour floor(source),
+/// upper one lower + 1; past the last pixel the upper one is the last pixel (TF) or zero (OpenCV's
+/// BORDER_ZERO, `zeroBeyondEdge`); it only matters when upsampling.
+struct LegacyAxis {
+    let dim: Int
+    let lower: Tensor, upper: Tensor, weight: Tensor
+    /// Whether some upper neighbour is the zero pixel appended past the edge.
+    let padsZero: Bool
+
+    /// `subpixelSteps` rounds source coordinates to that grid (OpenCV's INTER_TAB_SIZE of 32).
+    init(input: Int, output: Int, dim: Int, subpixelSteps: Int? = nil, zeroBeyondEdge: Bool = false) throws {
+        self.dim = dim
+        let scale = Double(input) / Double(output)
+        var lo: [Int64] = [], hi: [Int64] = [], w: [Float] = []
+        for o in 0..<output {
+            var source = Double(o) * scale
+            if let steps = subpixelSteps { source = (source * Double(steps)).rounded() / Double(steps) }
+            let l = min(max(Int(source.rounded(.down)), 0), input - 1)
+            lo.append(Int64(l))
+            hi.append(Int64(zeroBeyondEdge ? min(l + 1, input) : min(l + 1, input - 1)))
+            w.append(Float(source - Double(l)))
+        }
+        padsZero = hi.contains(Int64(input))
+        lower = try Tensor(lo)
+        upper = try Tensor(hi)
+        // Broadcast along `dim` of an NCHW tensor.
+        weight = try Tensor(w, shape: dim == 2 ? [1, 1, output, 1] : [1, 1, 1, output])
+    }
+
+    func resample(_ x: Tensor) throws -> Tensor {
+        let a = try x.indexSelect(dim: dim, index: lower)
+        let padded = padsZero ? try F.pad(x, dim == 2 ? [0, 0, 0, 1] : [0, 1]) : x
+        let b = try padded.indexSelect(dim: dim, index: upper)
+        return try a + (b - a) * weight
+    }
+}

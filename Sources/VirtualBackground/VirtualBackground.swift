@@ -1,1 +1,0 @@
-// The VirtualBackground module (being written).
