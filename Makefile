@@ -13,7 +13,7 @@ export BACKDROP_CACHE := $(CACHE)
 ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
-APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision
+APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
@@ -93,6 +93,7 @@ $(SELFIE_MODELS): $(ASSETS)/models/%.tflite: | venv
 # segmentation benchmark's reference half); `make test` never needs it.
 MP_REQUIREMENTS := tools/requirements-mediapipe.txt
 MP_VENV := $(CACHE)/venv-mediapipe-$(shell sha256sum $(MP_REQUIREMENTS) 2>/dev/null | cut -c1-12)
+export BACKDROP_MEDIAPIPE_PYTHON := $(MP_VENV)/bin/python
 $(MP_VENV)/.ready: $(MP_REQUIREMENTS) $(MEDIAPIPE_WHEEL)
 	@echo "creating the MediaPipe environment in $(MP_VENV)"
 	@/usr/bin/python3 -m venv $(MP_VENV)

@@ -49,9 +49,15 @@ let package = Package(
                 .linkedLibrary("stdc++"),
             ]
         ),
+        // libhdf5 (Debian's serial build): its type constants are run-time globals behind macros.
+        .target(
+            name: "CHDF5",
+            cSettings: [.unsafeFlags(["-I/usr/include/hdf5/serial"])],
+            linkerSettings: [.linkedLibrary("hdf5_serial")]
+        ),
         .target(
             name: "Torch",
-            dependencies: ["CTorch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["CTorch", "CHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         // libpng/libjpeg behind a C layer: their setjmp/longjmp error handling must not cross Swift frames.
         .target(

@@ -3,4 +3,5 @@
 let componentGroups: [[String: ParityRunner]] = [
     TextComponents.runners,
     SchedulerComponents.runners,
+    SegmentationComponents.runners,
 ]

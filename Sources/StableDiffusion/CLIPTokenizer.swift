@@ -107,7 +107,10 @@ public final class CLIPTokenizer: @unchecked Sendable {
         let text = String(decoding: data, as: UTF8.self)
         let lines = text.components(separatedBy: "\n")
         let merges = try CLIPTokenizer.parseMerges(lines.dropFirst().prefix(49152 - 256 - 2), file: url.path)
-        let symbols = byteEncoder.map { String($0) }
+        // OpenAI's order: `bytes_to_unicode().values()`, printable bytes first, then the others.
+        let printable = byteEncoder.indices.filter { byteEncoder[$0].value == UInt32($0) }
+        let others = byteEncoder.indices.filter { byteEncoder[$0].value != UInt32($0) }
+        let symbols = (printable + others).map { String(byteEncoder[$0]) }
         var tokens = symbols + symbols.map { $0 + "</w>" }
         tokens += merges.map { $0.first + $0.second }
         tokens += ["<|startoftext|>", "<|endoftext|>"]

@@ -179,6 +179,10 @@ public struct ModelFolder {
     public struct Component: Equatable, Sendable {
         public let library: String
         public let className: String
+        public init(library: String, className: String) {
+            self.library = library
+            self.className = className
+        }
     }
 
     public let url: URL

@@ -121,7 +121,8 @@ public final class DPMSolverMultistepScheduler: Scheduler {
         guard count > 0 else { throw TorchError("DPM-Solver: num_inference_steps must be positive, got \(count)") }
         let ac = schedule.alphasCumprod
         // λ_t = log α_t − log σ_t is decreasing in t; timesteps with λ below the clip are dropped.
-        let lambdas = ac.map { log($0.squareRoot()) - log((1 - $0).squareRoot()) }
+        let cumprod = try Tensor(ac)
+        let lambdas = try (cumprod.sqrt().log() - (1 - cumprod).sqrt().log()).toArray(Float.self)
         let clipped = lambdas.filter { $0 < Float(config.lambda_min_clipped) }.count
         let last = config.num_train_timesteps - clipped
         switch config.timestep_spacing {
@@ -152,7 +153,17 @@ public final class DPMSolverMultistepScheduler: Scheduler {
         return (alpha, sigma * alpha)
     }
 
-    private func lambda(_ pair: (alpha: Float, sigma: Float)) -> Float { log(pair.alpha) - log(pair.sigma) }
+    private func lambda(_ pair: (alpha: Float, sigma: Float)) throws -> Float {
+        try libtorch(pair.alpha) { try $0.log() } - libtorch(pair.sigma) { try $0.log() }
+    }
+
+    /// A float32 function as LibTorch evaluates it on a 0-d tensor (its vectorised log/exp can
+    /// differ from libm's by an ulp, which the first steps amplify).
+    private func libtorch(_ x: Float, _ function: (Tensor) throws -> Tensor) throws -> Float {
+        Float(try function(Tensor(scalar: x)).item())
+    }
+
+    private func expm1(_ x: Float) throws -> Float { try libtorch(x) { try $0.exp() } - 1 }
 
     public func step(_ modelOutput: Tensor, timestep: Int, sample: Tensor, generator: Generator? = nil) throws -> Tensor {
         guard !sigmas.isEmpty else { throw TorchError("DPM-Solver: call setTimesteps before step") }
@@ -200,11 +211,11 @@ public final class DPMSolverMultistepScheduler: Scheduler {
 
     private func firstOrder(_ m: Tensor, sample: Tensor, index: Int) throws -> Tensor {
         let t = alphaSigma(sigmas[index + 1]), s = alphaSigma(sigmas[index])
-        let h = lambda(t) - lambda(s)
+        let h = try lambda(t) - lambda(s)
         if dataPrediction {
-            return try sample * Double(t.sigma / s.sigma) - m * Double(t.alpha * (exp(-h) - 1))
+            return try sample * Double(t.sigma / s.sigma) - m * Double(t.alpha * expm1(-h))
         }
-        return try sample * Double(t.alpha / s.alpha) - m * Double(t.sigma * (exp(h) - 1))
+        return try sample * Double(t.alpha / s.alpha) - m * Double(t.sigma * expm1(h))
     }
 
     private func secondOrder(sample: Tensor, index: Int) throws -> Tensor {
@@ -212,22 +223,22 @@ public final class DPMSolverMultistepScheduler: Scheduler {
             throw TorchError("DPM-Solver: second-order step without a previous model output")
         }
         let t = alphaSigma(sigmas[index + 1]), s0 = alphaSigma(sigmas[index]), s1 = alphaSigma(sigmas[index - 1])
-        let (lt, l0, l1) = (lambda(t), lambda(s0), lambda(s1))
+        let (lt, l0, l1) = (try lambda(t), try lambda(s0), try lambda(s1))
         let h = lt - l0, h0 = l0 - l1
         let r0 = h0 / h
         let d0 = m0, d1 = try (m0 - m1) * Double(1 / r0)
         if dataPrediction {
-            let c = t.alpha * (exp(-h) - 1)
+            let c = try t.alpha * expm1(-h)
             let base = try sample * Double(t.sigma / s0.sigma) - d0 * Double(c)
             if config.solver_type == "heun" {
-                return try base + d1 * Double(t.alpha * ((exp(-h) - 1) / h + 1))
+                return try base + d1 * Double(t.alpha * (expm1(-h) / h + 1))
             }
             return try base - d1 * Double(0.5 * c)
         }
-        let c = t.sigma * (exp(h) - 1)
+        let c = try t.sigma * expm1(h)
         let base = try sample * Double(t.alpha / s0.alpha) - d0 * Double(c)
         if config.solver_type == "heun" {
-            return try base - d1 * Double(t.sigma * ((exp(h) - 1) / h - 1))
+            return try base - d1 * Double(t.sigma * (expm1(h) / h - 1))
         }
         return try base - d1 * Double(0.5 * c)
     }

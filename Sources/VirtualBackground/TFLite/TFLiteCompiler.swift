@@ -30,9 +30,9 @@ struct TFLiteCompiler {
         default: throw TFLiteError("\(model.name): tensor \(index) ('\(tensor.name)'): type \(tensor.type) is not supported")
         }
         let bytes = model.data(of: tensor)
-        let needed = tensor.shape.reduce(1, *) * dtype.byteSize
-        guard bytes.count == needed else {
-            throw TFLiteError("\(model.name): tensor \(index) ('\(tensor.name)'): buffer has \(bytes.count) bytes, shape \(tensor.shape) of \(tensor.type) needs \(needed)")
+        let needed = tensor.elementCount.map { $0.multipliedReportingOverflow(by: dtype.byteSize) }
+        guard let needed, !needed.overflow, bytes.count == needed.partialValue else {
+            throw TFLiteError("\(model.name): tensor \(index) ('\(tensor.name)'): buffer has \(bytes.count) bytes, which shape \(tensor.shape) of \(tensor.type) does not fit")
         }
         return try bytes.withUnsafeBytes { try Tensor(bytes: $0, shape: tensor.shape, dtype: dtype) }
     }

@@ -123,6 +123,17 @@ public struct TFLiteSubgraph {
 }
 
 public struct TFLiteTensor: Equatable {
+    /// The number of elements, nil when the shape's product overflows (a corrupt file).
+    public var elementCount: Int? {
+        var count = 1
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            if overflow { return nil }
+            count = product
+        }
+        return count
+    }
+
     public let name: String
     /// As stored: NHWC for images, OHWI for convolution weights.
     public let shape: [Int]

@@ -237,7 +237,8 @@ extension OpContext {
         let x = try input(0)
         let inShape = compiler.shape(x)
         var target = outputShape
-        guard target.reduce(1, *) == inShape.reduce(1, *) else { throw error("cannot reshape \(inShape) to \(target)") }
+        let counts = (compiler.graph.tensors[x].elementCount, compiler.graph.tensors[output].elementCount)
+        guard let inCount = counts.0, inCount == counts.1 else { throw error("cannot reshape \(inShape) to \(target)") }
         if let first = target.first, first == inShape.first { target[0] = -1 }
         let toNHWC = inShape.count == 4, toNCHW = target.count == 4
         return step([x]) { args in

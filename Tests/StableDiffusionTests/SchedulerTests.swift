@@ -1,0 +1,68 @@
+import BackdropTestSupport
+import Foundation
+import StableDiffusion
+import Torch
+import XCTest
+
+/// Scheduler timesteps and betas against diffusers 0.27.2 (values printed by it); the sampling
+/// loops themselves are checked by the scheduler_* parity cases.
+final class SchedulerTests: XCTestCase {
+    func sd2DDIM(_ change: (inout DDIMSchedulerConfig) -> Void = { _ in }) throws -> DDIMScheduler {
+        var config = DDIMSchedulerConfig()
+        (config.beta_start, config.beta_end, config.beta_schedule) = (0.00085, 0.012, "scaled_linear")
+        (config.clip_sample, config.set_alpha_to_one, config.steps_offset) = (false, false, 1)
+        change(&config)
+        return try DDIMScheduler(config: config)
+    }
+
+    func testDDIMTimesteps() throws {
+        let ddim = try sd2DDIM()
+        try ddim.setTimesteps(50)
+        XCTAssertEqual(ddim.timesteps, Array(stride(from: 981, through: 1, by: -20)))
+        try ddim.setTimesteps(10)
+        XCTAssertEqual(ddim.timesteps, [901, 801, 701, 601, 501, 401, 301, 201, 101, 1])
+        let trailing = try sd2DDIM { $0.timestep_spacing = .trailing }
+        try trailing.setTimesteps(7)
+        // np.round(np.arange(1000, 0, -1000/7)).astype(int64) - 1
+        XCTAssertEqual(trailing.timesteps, [999, 856, 713, 570, 428, 285, 142])
+        let linspace = try sd2DDIM { $0.timestep_spacing = .linspace }
+        try linspace.setTimesteps(4)
+        XCTAssertEqual(linspace.timesteps, [999, 666, 333, 0])
+        XCTAssertThrowsError(try ddim.setTimesteps(1001))
+        XCTAssertThrowsError(try sd2DDIM().step(Tensor.zeros([1]), timestep: 1, sample: Tensor.zeros([1]))) { error in
+            XCTAssertTrue("\(error)".contains("setTimesteps"), "\(error)")
+        }
+    }
+
+    func testDPMSolverTimesteps() throws {
+        var config = DPMSolverMultistepSchedulerConfig()
+        (config.beta_start, config.beta_end, config.beta_schedule) = (0.00085, 0.012, "scaled_linear")
+        let dpm = try DPMSolverMultistepScheduler(config: config)
+        try dpm.setTimesteps(10)
+        // np.linspace(0, 999, 11).round()[::-1][:-1]
+        XCTAssertEqual(dpm.timesteps, [999, 899, 799, 699, 599, 500, 400, 300, 200, 100])
+        XCTAssertEqual(dpm.sigmas.count, 11)
+        XCTAssertEqual(dpm.sigmas.last, 0)
+        config.use_karras_sigmas = true
+        XCTAssertThrowsError(try DPMSolverMultistepScheduler(config: config)) { error in
+            XCTAssertEqual((error as? LoadingError)?.key, "use_karras_sigmas")
+        }
+    }
+
+    /// SD's scaled-linear schedule: ᾱ at a few timesteps, as diffusers computes it in float32.
+    func testNoiseSchedule() throws {
+        let schedule = try NoiseSchedule(betaStart: 0.00085, betaEnd: 0.012, betaSchedule: "scaled_linear")
+        XCTAssertEqual(schedule.betas.first!, 0.00085, accuracy: 1e-10)
+        XCTAssertEqual(schedule.betas.last!, 0.012, accuracy: 1e-9)
+        XCTAssertEqual(schedule.alphasCumprod[0], 0.99915, accuracy: 1e-7)
+        XCTAssertEqual(schedule.alphasCumprod[999], 0.0046600, accuracy: 1e-6)
+        XCTAssertThrowsError(try NoiseSchedule(betaSchedule: "sigmoid")) { error in
+            XCTAssertEqual((error as? LoadingError)?.key, "beta_schedule")
+        }
+        let ddpm = try DDPMScheduler()
+        let x = try Tensor.ones([2, 1, 2, 2]), noise = try Tensor.zeros([2, 1, 2, 2])
+        let noisy = try ddpm.addNoise(x, noise: noise, timesteps: Tensor([Int64(0), 999]))
+        XCTAssertEqual(try noisy.select(dim: 0, index: 0).mean().item(), Double(ddpm.schedule.alphasCumprod[0].squareRoot()), accuracy: 1e-7)
+        XCTAssertThrowsError(try ddpm.addNoise(x, noise: noise, timesteps: Tensor([Int64(0), 1000])))
+    }
+}
