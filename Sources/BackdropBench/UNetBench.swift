@@ -21,6 +21,9 @@ enum UNetBench {
         /// Warm-up runs and the most timed runs (the full-size UNet takes tens of seconds a step).
         let warmup: Int
         let maxRepeats: Int
+        /// Child processes per side, alternating Swift and Python; each side's fastest median counts,
+        /// which keeps other load on a shared machine from deciding the ratio.
+        let rounds: Int
     }
 
     /// SD 2-base's UNet (block_out_channels 320/640/1280/1280, 5/10/20/20 heads of width 64).
@@ -44,11 +47,11 @@ enum UNetBench {
     // Names and shapes shared with tools/bench_reference.py (UNET_WORKLOADS).
     static let workloads = [
         Workload(name: "unet_sd2_small_32_fwd", config: sd2Small, batch: 2, latent: 32, backward: false,
-                 warmup: 2, maxRepeats: 100),
+                 warmup: 2, maxRepeats: 100, rounds: 3),
         Workload(name: "unet_sd2_small_32_fwd_bwd", config: sd2Small, batch: 2, latent: 32, backward: true,
-                 warmup: 2, maxRepeats: 100),
+                 warmup: 2, maxRepeats: 100, rounds: 3),
         Workload(name: "unet_sd2_base_64_fwd", config: sd2Base, batch: 1, latent: 64, backward: false,
-                 warmup: 1, maxRepeats: 3),
+                 warmup: 1, maxRepeats: 3, rounds: 1),
     ]
 
     /// In a child process (`--unet-workload NAME --threads N --repeats N`): runs one workload,
@@ -103,7 +106,8 @@ enum UNetBench {
     /// Runs every workload on both sides, each in its own process, and prints time and memory ratios.
     static func run(_ options: Options) throws {
         print("\nUNet (diffusers 0.27 as reference), each workload in a fresh process per side; memory is")
-        print("the peak resident size above the process's baseline, taken just before the model is built")
+        print("the peak resident size above the process's baseline, taken just before the model is built;")
+        print("time: each side's fastest median over alternating child processes")
         print("workload".padding(toLength: 28, withPad: " ", startingAt: 0)
               + "  swift (s)  diffusers (s)  ratio   swift (MB)  diffusers (MB)  ratio")
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
@@ -111,8 +115,13 @@ enum UNetBench {
             .deletingLastPathComponent().appendingPathComponent("tools/bench_reference.py").path
         let common = ["--threads", "\(options.threads)", "--repeats", "\(options.repeats)"]
         for workload in workloads {
-            let swift = try child(executable, ["--unet-workload", workload.name] + common)
-            let python = try child("/usr/bin/env", [options.python, script, "--workload", workload.name] + common)
+            var swift = (seconds: Double.infinity, peak: 0.0), python = swift
+            for _ in 0..<workload.rounds {
+                let s = try child(executable, ["--unet-workload", workload.name] + common)
+                let p = try child("/usr/bin/env", [options.python, script, "--workload", workload.name] + common)
+                swift = (min(swift.seconds, s.seconds), max(swift.peak, s.peak))
+                python = (min(python.seconds, p.seconds), max(python.peak, p.peak))
+            }
             let timeRatio = swift.seconds / python.seconds
             let memoryRatio = swift.peak / python.peak
             print(workload.name.padding(toLength: 28, withPad: " ", startingAt: 0)

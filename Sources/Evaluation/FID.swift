@@ -1,3 +1,4 @@
+import Foundation
 import Torch
 
 /// Mean and covariance of Inception features, in float64 (fp32 statistics make FID depend on the
@@ -67,5 +68,45 @@ extension Tensor {
     func diagonalSum() throws -> Double {
         let n = try size(0)
         return try (self * Tensor.eye(n, dtype: dtype, device: device)).sum().item()
+    }
+}
+
+extension FeatureStatistics {
+    /// Where the statistics came from; a cached file is only reused under the same provenance.
+    public struct Provenance: Equatable, Sendable {
+        /// `ContentHash` of the Inception weights file.
+        public var featureExtractor: String
+        public var resize: InceptionResize
+
+        public init(featureExtractor: String, resize: InceptionResize) {
+            (self.featureExtractor, self.resize) = (featureExtractor, resize)
+        }
+    }
+
+    /// Writes `mu`, `sigma` and the provenance (`count`, `feature_extractor`, `resize`) to an HDF5
+    /// file, atomically.
+    public func save(to url: URL, provenance: Provenance) throws {
+        let file = try HDF5File(creating: url)
+        try file.write("mu", mean)
+        try file.write("sigma", covariance)
+        try file.setAttribute("count", "\(count)")
+        try file.setAttribute("feature_extractor", provenance.featureExtractor)
+        try file.setAttribute("resize", provenance.resize.rawValue)
+        try file.commit()
+    }
+
+    /// Reads cached statistics; refuses a file made with other weights or another input path.
+    public static func load(_ url: URL, expecting provenance: Provenance) throws -> FeatureStatistics {
+        let file = try HDF5File(url: url)
+        let stored = (extractor: try file.attribute("feature_extractor"), resize: try file.attribute("resize"))
+        guard stored.extractor == provenance.featureExtractor, stored.resize == provenance.resize.rawValue else {
+            throw TorchError("\(url.path): statistics were computed with Inception \(stored.extractor ?? "?") and resize " +
+                             "\(stored.resize ?? "?"), not \(provenance.featureExtractor) and \(provenance.resize.rawValue); " +
+                             "delete the file to recompute")
+        }
+        guard let count = try file.attribute("count").flatMap({ Int($0) }) else {
+            throw TorchError("\(url.path): attribute 'count' is missing or not a number")
+        }
+        return try FeatureStatistics(mean: file.read("mu"), covariance: file.read("sigma"), count: count)
     }
 }

@@ -3,5 +3,7 @@
 let componentGroups: [[String: ParityRunner]] = [
     TextComponents.runners,
     SchedulerComponents.runners,
+    PipelineComponents.runners,
     SegmentationComponents.runners,
+    ImageComponents.runners,
 ]

@@ -13,6 +13,7 @@ public final class ProgressReporter: @unchecked Sendable {
     private var lastDraw = Date.distantPast
     private var completed = 0
     private var status = ""
+    private var drawn: (completed: Int, status: String)?
     private let lock = NSLock()
 
     /// `total` nil for work of unknown length.
@@ -43,6 +44,8 @@ public final class ProgressReporter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let status { self.status = status }
+        // Plain output already has this state as its last line.
+        if !isTerminal, let drawn, drawn.completed == completed, drawn.status == self.status { return }
         draw(final: true)
     }
 
@@ -68,6 +71,7 @@ public final class ProgressReporter: @unchecked Sendable {
     }
 
     private func draw(final: Bool) {
+        drawn = (completed, status)
         let text = line()
         let output = isTerminal ? "\r\u{1B}[2K" + text + (final ? "\n" : "") : text + "\n"
         FileHandle.standardError.write(Data(output.utf8))

@@ -134,3 +134,26 @@ final class InceptionTests: XCTestCase {
         XCTAssertThrowsError(try InceptionV3.load(foreign)) { XCTAssertTrue("\($0)".contains("other.safetensors"), "\($0)") }
     }
 }
+
+final class StatisticsCacheTests: XCTestCase {
+    func testStatisticsRoundTripAndProvenanceCheck() throws {
+        let directory = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let features = try Tensor.randn([40, 8], dtype: .float64, generator: Generator(seed: 9))
+        let stats = try FeatureStatistics(features: features)
+        let provenance = FeatureStatistics.Provenance(featureExtractor: "0123abcd", resize: .tf1)
+        let url = directory.appendingPathComponent("stats.h5")
+        try stats.save(to: url, provenance: provenance)
+        let loaded = try FeatureStatistics.load(url, expecting: provenance)
+        XCTAssertEqual(loaded.count, 40)
+        XCTAssertEqual(try TestSupport.maxAbsDifference(loaded.mean, stats.mean), 0)
+        XCTAssertEqual(try TestSupport.maxAbsDifference(loaded.covariance, stats.covariance), 0)
+        XCTAssertEqual(try frechetDistance(loaded, stats), 0, accuracy: 1e-9)
+        for other in [FeatureStatistics.Provenance(featureExtractor: "ffff", resize: .tf1),
+                      FeatureStatistics.Provenance(featureExtractor: "0123abcd", resize: .pytorchFID)] {
+            XCTAssertThrowsError(try FeatureStatistics.load(url, expecting: other)) {
+                XCTAssertTrue("\($0)".contains("stats.h5"), "\($0)")
+            }
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import BackdropTestSupport
 import Foundation
 import StableDiffusion
 import Torch
@@ -13,10 +14,10 @@ final class UNetTests: XCTestCase {
 
     // MARK: Parity with diffusers
 
-    func testUNetSD2LinearProjectionHeadCounts() throws { try ImageParity.run("unet_sd2_linear") }
-    func testUNetSD1ConvProjection() throws { try ImageParity.run("unet_sd1_conv") }
-    func testUNetOddGroupsHeadsAndSize() throws { try ImageParity.run("unet_odd_groups") }
-    func testUNetUpcastAttention() throws { try ImageParity.run("unet_upcast") }
+    func testUNetSD2LinearProjectionHeadCounts() { ImageParity.run("unet_sd2_linear") }
+    func testUNetSD1ConvProjection() { ImageParity.run("unet_sd1_conv") }
+    func testUNetOddGroupsHeadsAndSize() { ImageParity.run("unet_odd_groups") }
+    func testUNetUpcastAttention() { ImageParity.run("unet_upcast") }
 
     func testConfigReadsHeadCountsAndDefaults() throws {
         let config = try ConfigFile.decode(UNet2DConditionConfig.self, from: Data("""

@@ -1,3 +1,4 @@
+import BackdropTestSupport
 import Foundation
 import StableDiffusion
 import Torch
@@ -10,10 +11,10 @@ final class VAETests: XCTestCase {
         Runtime.threads = 2
     }
 
-    func testEncodeMatchesDiffusers() throws { try ImageParity.run("vae_encode") }
-    func testDecodeMatchesDiffusers() throws { try ImageParity.run("vae_decode") }
+    func testEncodeMatchesDiffusers() { ImageParity.run("vae_encode") }
+    func testDecodeMatchesDiffusers() { ImageParity.run("vae_decode") }
     /// The same weights saved under the pre-0.14 names (`query/key/value/proj_attn`).
-    func testDecodeWithOldAttentionKeyNames() throws { try ImageParity.run("vae_decode_old_keys") }
+    func testDecodeWithOldAttentionKeyNames() { ImageParity.run("vae_decode_old_keys") }
 
     func testOldKeyRenameTouchesOnlyMidBlockAttention() {
         let rename = AutoencoderKL.renamingDeprecatedAttention
@@ -40,9 +41,8 @@ final class VAETests: XCTestCase {
 final class ImageLoadingTests: XCTestCase {
     /// A copy of a committed case's model folder whose weights `edit` changes.
     func modelFolder(_ caseName: String, _ edit: (inout [String: Tensor]) throws -> Void) throws -> URL {
-        let source = ImageParity.fixtures.appendingPathComponent(caseName).appendingPathComponent("model")
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("backdrop-sd-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let source = TestSupport.fixture("parity/\(caseName)/model")
+        let folder = try TestSupport.temporaryDirectory()
         addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
         try FileManager.default.copyItem(at: source.appendingPathComponent("config.json"),
                                          to: folder.appendingPathComponent("config.json"))
@@ -83,7 +83,7 @@ final class ImageLoadingTests: XCTestCase {
     }
 
     func testHalfPrecisionOnRequest() throws {
-        let folder = ImageParity.fixtures.appendingPathComponent("unet_sd2_linear/model")
+        let folder = TestSupport.fixture("parity/unet_sd2_linear/model")
         let half = try UNet2DConditionModel.load(from: folder, dtype: .float16)
         XCTAssertTrue(half.parameters().allSatisfy { $0.dtype == .float16 })
 
@@ -91,7 +91,7 @@ final class ImageLoadingTests: XCTestCase {
         let bf16 = try UNet2DConditionModel.load(from: folder, dtype: .bfloat16)
         XCTAssertTrue(bf16.parameters().allSatisfy { $0.dtype == .bfloat16 })
         let full = try UNet2DConditionModel.load(from: folder)
-        let inputs = try Safetensors.load(ImageParity.fixtures.appendingPathComponent("unet_sd2_linear/inputs.safetensors"))
+        let inputs = try Safetensors.load(TestSupport.fixture("parity/unet_sd2_linear/inputs.safetensors"))
         let sample = try XCTUnwrap(inputs["sample"]), t = try XCTUnwrap(inputs["timestep"])
         let context = try XCTUnwrap(inputs["encoder_hidden_states"])
         try withNoGrad {
@@ -101,7 +101,7 @@ final class ImageLoadingTests: XCTestCase {
             let error = try low.to(dtype: .float32).sub(reference).abs().amax().item()
             XCTAssertLessThan(error, 0.1 * (try reference.abs().amax().item()))
         }
-        let vae = try AutoencoderKL.load(from: ImageParity.fixtures.appendingPathComponent("vae_decode_old_keys/model"),
+        let vae = try AutoencoderKL.load(from: TestSupport.fixture("parity/vae_decode_old_keys/model"),
                                          dtype: .bfloat16)
         XCTAssertTrue(vae.parameters().allSatisfy { $0.dtype == .bfloat16 })
     }

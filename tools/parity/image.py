@@ -176,16 +176,20 @@ def vae_cases(out_dir, config, image_size, batch, seed, prefix="vae", old_keys=T
 def make_cases(out_dir: pathlib.Path, full: bool = False):
     """Writes the image-side cases under `out_dir` (one folder per case)."""
     out_dir = pathlib.Path(out_dir)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # summation order, hence the last bits, are then fixed
-    if full:
-        # SD 2-base architecture with random weights: a 64×64-latent UNet step and a 512² VAE.
-        unet_case(out_dir, "unet_sd2_base_full", SD2_UNET, batch=1, size=(64, 64), context=77,
-                  timesteps=[981.0], seed=20, vectors=False)
-        vae_cases(out_dir, SD2_VAE, image_size=512, batch=1, seed=21, prefix="vae_sd2_full", old_keys=False)
-        return
-    for index, (name, case) in enumerate(UNET_CASES.items()):
-        unet_case(out_dir, name, seed=10 + index, **case)
-    vae_cases(out_dir, SMALL_VAE, image_size=32, batch=1, seed=30)
+    try:
+        if full:
+            # SD 2-base architecture with random weights: a 64×64-latent UNet step and a 512² VAE.
+            unet_case(out_dir, "unet_sd2_base_full", SD2_UNET, batch=1, size=(64, 64), context=77,
+                      timesteps=[981.0], seed=20, vectors=False)
+            vae_cases(out_dir, SD2_VAE, image_size=512, batch=1, seed=21, prefix="vae_sd2_full", old_keys=False)
+            return
+        for index, (name, case) in enumerate(UNET_CASES.items()):
+            unet_case(out_dir, name, seed=10 + index, **case)
+        vae_cases(out_dir, SMALL_VAE, image_size=32, batch=1, seed=30)
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 TEXT_ENCODER_TOLERANCE = 1e-4   # max-abs, float32 (issue 3)
 SCHEDULER_TOLERANCE = 1e-5      # final sample, float32 (issue 3)
-MERGES = 3000                   # merges kept in the committed tokenizer folders
+MERGES = 1000                   # merges kept in the committed tokenizer folders
 
 # Punctuation, numbers, unicode (accents composed and decomposed, CJK, kana, Hangul, Cyrillic, Greek
 # with final sigma, RTL), emoji (ZWJ sequences, skin tones, variation selectors, one newer than
@@ -123,19 +123,21 @@ def tokenizer_ids(folder, prompts):
                      truncation=True, return_tensors="pt").input_ids
 
 
-def write_case(case_dir, component, inputs, expected, atol, rtol, args=None, model=None):
-    """A case folder; `model(folder)` writes the model files into case_dir/model."""
+def write_case(case_dir, component, inputs, expected, atol, rtol, args=None, model=None, model_path="model"):
+    """A case folder; `model(folder)` writes the model files into case_dir/model, or `model_path`
+    names another case's model (relative to this case folder)."""
     case_dir = pathlib.Path(case_dir)
     if case_dir.exists():
         shutil.rmtree(case_dir)
-    (case_dir / "model").mkdir(parents=True)
+    case_dir.mkdir(parents=True)
     if model is not None:
+        (case_dir / "model").mkdir()
         model(case_dir / "model")
     if inputs:
         save_file({k: v.contiguous() for k, v in inputs.items()}, case_dir / "inputs.safetensors")
     save_file({k: v.contiguous() for k, v in expected.items()}, case_dir / "expected.safetensors")
     (case_dir / "case.json").write_text(json.dumps(
-        {"component": component, "model": "model", "atol": atol, "rtol": rtol, "args": args or {}},
+        {"component": component, "model": model_path, "atol": atol, "rtol": rtol, "args": args or {}},
         indent=2, ensure_ascii=False) + "\n")
 
 
@@ -183,7 +185,7 @@ def make_tokenizer_reference(path):
 
 TEXT_ENCODERS = {
     # SD2's text tower in miniature: exact GELU, 4 heads.
-    "text_encoder_gelu": dict(config=dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    "text_encoder_gelu": dict(config=dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                           num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu"),
                               batch=2, safetensors=True),
     # SD1's: quick_gelu, an odd head count, another eps; saved the old way (.bin with position_ids).

@@ -174,7 +174,7 @@ enum RoomGenerator {
             let material: Material, phrase: String
             if finishRoll < 0.1 {
                 material = Material(base: rgb, secondary: jitter(rgb.map { $0 * 0.8 }, 0.02, &g), pattern: .stripes, scale: 0.12)
-                phrase = "a wall with \(name) striped wallpaper"
+                phrase = article("\(name) striped wall")
             } else if finishRoll < 0.2 {
                 let brick = [0.62, 0.36, 0.27]
                 material = Material(base: jitter(brick, 0.05, &g), secondary: [0.80, 0.78, 0.74], pattern: .bricks, scale: 0.25)
@@ -182,7 +182,7 @@ enum RoomGenerator {
             } else if finishRoll < 0.28 {
                 let wood = pick(woods, &g)
                 material = Material(base: wood.rgb, secondary: wood.rgb.map { $0 * 0.7 }, pattern: .panels, scale: 0.3)
-                phrase = "a \(wood.name) panelled wall"
+                phrase = article("\(wood.name) panelled wall")
             } else {
                 material = Material(base: jitter(rgb, 0.015, &g), secondary: rgb.map { $0 * 0.94 }, pattern: .plain, scale: 1)
                 phrase = article("\(name) wall")
@@ -308,7 +308,7 @@ enum RoomGenerator {
                 (w, 2.0, 0, 0.35, 0, 0, wood.rgb, .plain), (w - 0.1, 1.9, 0.35, 0.55, 0.05, 0.05, sheets.1, .carpet),
                 (w, 0.08, 0, 1.05, 0, 0, wood.rgb, .panels),
             ], length: w)
-            place("a \(wood.name) nightstand", parts: [(0.5, 0.4, 0, 0.55, 0, 0, wood.rgb, .panels)], length: 0.5)
+            place(article("\(wood.name) nightstand"), parts: [(0.5, 0.4, 0, 0.55, 0, 0, wood.rgb, .panels)], length: 0.5)
             if g.unit() < 0.7 {
                 place("a tall \(pick(["white", wood.name], &g)) wardrobe",
                       parts: [(1.2, 0.6, 0, 2.1, 0, 0, g.unit() < 0.5 ? [0.9, 0.9, 0.88] : wood.rgb, .panels)], length: 1.2)
@@ -318,7 +318,7 @@ enum RoomGenerator {
             place("\(article(fabric.name)) sofa", parts: [
                 (w, 0.9, 0, 0.45, 0, 0, fabric.rgb, .carpet), (w, 0.25, 0.45, 0.85, 0, 0, fabric.rgb, .carpet),
             ], length: w)
-            place("a low \(wood.name) TV cabinet with a television", parts: [
+            place("a low TV cabinet with a television", parts: [
                 (1.6, 0.45, 0, 0.5, 0, 0, wood.rgb, .panels), (1.2, 0.06, 0.7, 1.4, 0.2, 0.1, [0.05, 0.05, 0.06], .plain),
             ], length: 1.6)
             if g.unit() < 0.6 {
@@ -345,7 +345,7 @@ enum RoomGenerator {
                 (1.8, 0.9, 0.72, 0.77, 0, 0.5, wood.rgb, .plain), (0.3, 0.5, 0, 0.72, 0.75, 0.7, wood.rgb, .plain),
                 (0.45, 0.45, 0, 0.95, 0.2, 0.05, fabric.rgb, .carpet), (0.45, 0.45, 0, 0.95, 1.15, 0.05, fabric.rgb, .carpet),
             ], length: 1.8)
-            place("a \(wood.name) sideboard", parts: [(1.6, 0.45, 0, 0.85, 0, 0, wood.rgb, .panels)], length: 1.6)
+            place(article("\(wood.name) sideboard"), parts: [(1.6, 0.45, 0, 0.85, 0, 0, wood.rgb, .panels)], length: 1.6)
         case .kitchen:
             let counter = pick([("white", [0.9, 0.9, 0.88]), ("grey", [0.5, 0.52, 0.54]), (wood.name, wood.rgb)], &g)
             let w = uniform(2.2...3.0, &g)

@@ -76,20 +76,11 @@ extension OpContext {
         }
     }
 
-    /// MediaPipe's `Convolution2DTransposeBias` (mediapipe/util/tflite/operations/transpose_conv_bias.cc):
-    /// inputs (data NHWC, weights OHWI, bias [O]); its custom options are the raw bytes of
-    /// `TfLiteTransposeConvParams` {padding: i32 (0 unknown, 1 SAME, 2 VALID), stride_w: i32, stride_h: i32}.
-    /// Output pixel in·stride − pad + k accumulates input·weight, starting from the bias; SAME makes the
-    /// output stride·(in − 1) + k − padTotal with padTotal = max(0, k − (in − 1) mod stride − 1) and
-    /// crops padTotal / 2 pixels from the top/left. Computed as PyTorch's full transposed convolution
-    /// (weights [I, O, kH, kW]) and that crop.
+    /// MediaPipe's `Convolution2DTransposeBias` (see `TransposeConvBias`). Its custom options are the
+    /// raw bytes of `TfLiteTransposeConvParams` {padding: i32 (0 unknown, 1 SAME, 2 VALID), stride_w: i32,
+    /// stride_h: i32}.
     func transposeConvBias() throws -> TFLiteGraph.Step {
         let (x, inShape) = try imageInput(0)
-        let filter = try constant(1).to(dtype: .float32)
-        let bias = try constant(2).to(dtype: .float32)
-        guard filter.rank == 4, filter.shape[3] == inShape[3], bias.shape == [filter.shape[0]] else {
-            throw error("weights \(filter.shape) and bias \(bias.shape) do not fit input \(inShape)")
-        }
         let raw = op.customOptions
         guard raw.count >= 12 else { throw error("custom options have \(raw.count) bytes, TfLiteTransposeConvParams needs 12") }
         func int32(_ offset: Int) -> Int {
@@ -97,26 +88,18 @@ extension OpContext {
         }
         let (padding, strideW, strideH) = (int32(0), int32(4), int32(8))
         guard padding == 1 || padding == 2 else { throw error("padding code \(padding) is neither SAME (1) nor VALID (2)") }
-        guard strideW > 0, strideH > 0 else { throw error("strides (\(strideH), \(strideW)) must be positive") }
-        let (kh, kw) = (filter.shape[1], filter.shape[2])
-        func crop(_ size: Int, _ k: Int, _ s: Int) -> (start: Int, length: Int) {
-            let total = padding == 1 ? max(0, k - (size - 1) % s - 1) : 0
-            return (total / 2, s * (size - 1) + k - total)
+        let conv: TransposeConvBias
+        do {
+            conv = try TransposeConvBias(filter: constant(1), bias: constant(2), inputHeight: inShape[1],
+                                       inputWidth: inShape[2], inputChannels: inShape[3], strideH: strideH,
+                                       strideW: strideW, same: padding == 1)
+        } catch let e as TFLiteError {
+            throw error(e.message)
         }
-        let rows = crop(inShape[1], kh, strideH), columns = crop(inShape[2], kw, strideW)
-        guard outputShape == [inShape[0], rows.length, columns.length, filter.shape[0]] else {
-            throw error("declared output \(outputShape) differs from the computed [\(inShape[0]), \(rows.length), \(columns.length), \(filter.shape[0])]")
+        guard outputShape == [inShape[0], conv.outputHeight, conv.outputWidth, conv.outputChannels] else {
+            throw error("declared output \(outputShape) differs from the computed [\(inShape[0]), \(conv.outputHeight), \(conv.outputWidth), \(conv.outputChannels)]")
         }
-        let weight = try filter.permute(3, 0, 1, 2).contiguous()
-        let stride = IntPair(strideH, strideW)
-        let needsCrop = rows.start != 0 || columns.start != 0 || rows.length != strideH * (inShape[1] - 1) + kh
-            || columns.length != strideW * (inShape[2] - 1) + kw
-        return step([x]) { args in
-            let full = try F.convTranspose2d(args[0], weight: weight, bias: bias, stride: stride)
-            guard needsCrop else { return full }
-            return try full.narrow(dim: 2, start: rows.start, length: rows.length)
-                .narrow(dim: 3, start: columns.start, length: columns.length).contiguous()
-        }
+        return step([x]) { try conv($0[0]) }
     }
 
     /// ADD / MUL with NumPy broadcasting and a fused activation. A constant operand is converted to
@@ -284,5 +267,49 @@ struct LegacyAxis {
         let padded = padsZero ? try F.pad(x, dim == 2 ? [0, 0, 0, 1] : [0, 1]) : x
         let b = try padded.indexSelect(dim: dim, index: upper)
         return try a + (b - a) * weight
+    }
+}
+
+/// MediaPipe's transposed convolution with bias (mediapipe/util/tflite/operations/transpose_conv_bias.cc):
+/// every output pixel starts from the bias and input pixel (y, x) adds input·weight to output pixel
+/// (y·stride − pad + ky, x·stride − pad + kx). With SAME the output is stride·(in − 1) + k − padTotal,
+/// padTotal = max(0, k − (in − 1) mod stride − 1), and pad = padTotal / 2; VALID has no padding.
+/// Computed as PyTorch's full transposed convolution (weights [I, O, kH, kW]) cropped to that window.
+struct TransposeConvBias {
+    let weight: Tensor, bias: Tensor
+    let stride: IntPair
+    let top: Int, left: Int
+    let outputHeight: Int, outputWidth: Int, outputChannels: Int
+    private let crops: Bool
+
+    /// - Parameter filter: TFLite's OHWI `[O, kH, kW, I]`; `bias` `[O]`.
+    init(filter: Tensor, bias: Tensor, inputHeight: Int, inputWidth: Int, inputChannels: Int,
+         strideH: Int, strideW: Int, same: Bool) throws {
+        guard filter.rank == 4, filter.shape[3] == inputChannels, bias.shape == [filter.shape[0]] else {
+            throw TFLiteError("weights \(filter.shape) and bias \(bias.shape) do not fit \(inputChannels) input channels")
+        }
+        guard strideH > 0, strideW > 0, inputHeight > 0, inputWidth > 0 else {
+            throw TFLiteError("strides (\(strideH), \(strideW)) and input size (\(inputHeight), \(inputWidth)) must be positive")
+        }
+        let (kh, kw) = (filter.shape[1], filter.shape[2])
+        func window(_ size: Int, _ k: Int, _ s: Int) -> (start: Int, length: Int, full: Int) {
+            let total = same ? max(0, k - (size - 1) % s - 1) : 0
+            return (total / 2, s * (size - 1) + k - total, s * (size - 1) + k)
+        }
+        let rows = window(inputHeight, kh, strideH), columns = window(inputWidth, kw, strideW)
+        weight = try filter.to(dtype: .float32).permute(3, 0, 1, 2).contiguous()
+        self.bias = try bias.to(dtype: .float32)
+        stride = IntPair(strideH, strideW)
+        (top, left) = (rows.start, columns.start)
+        (outputHeight, outputWidth, outputChannels) = (rows.length, columns.length, filter.shape[0])
+        crops = rows.length != rows.full || columns.length != columns.full
+    }
+
+    /// `[B, I, H, W]` → `[B, O, outputHeight, outputWidth]`.
+    func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let full = try F.convTranspose2d(x, weight: weight, bias: bias, stride: stride)
+        guard crops else { return full }
+        return try full.narrow(dim: 2, start: top, length: outputHeight)
+            .narrow(dim: 3, start: left, length: outputWidth).contiguous()
     }
 }

@@ -17,6 +17,14 @@ public struct TFLiteConvOptions: Equatable, Sendable {
     /// 1 for CONV_2D; output channels per input channel for DEPTHWISE_CONV_2D.
     public var depthMultiplier: Int
     public var activation: TFLiteActivation
+
+    public init(padding: TFLitePadding, strideH: Int, strideW: Int, dilationH: Int = 1, dilationW: Int = 1,
+                depthMultiplier: Int = 1, activation: TFLiteActivation = .none) {
+        self.padding = padding
+        (self.strideH, self.strideW, self.dilationH, self.dilationW) = (strideH, strideW, dilationH, dilationW)
+        self.depthMultiplier = depthMultiplier
+        self.activation = activation
+    }
 }
 
 public struct TFLitePoolOptions: Equatable, Sendable {
@@ -24,11 +32,23 @@ public struct TFLitePoolOptions: Equatable, Sendable {
     public var strideH: Int, strideW: Int
     public var filterH: Int, filterW: Int
     public var activation: TFLiteActivation
+
+    public init(padding: TFLitePadding, strideH: Int, strideW: Int, filterH: Int, filterW: Int,
+                activation: TFLiteActivation = .none) {
+        self.padding = padding
+        (self.strideH, self.strideW, self.filterH, self.filterW) = (strideH, strideW, filterH, filterW)
+        self.activation = activation
+    }
 }
 
 public struct TFLiteResizeOptions: Equatable, Sendable {
     public var alignCorners: Bool
     public var halfPixelCenters: Bool
+
+    public init(alignCorners: Bool, halfPixelCenters: Bool) {
+        self.alignCorners = alignCorners
+        self.halfPixelCenters = halfPixelCenters
+    }
 }
 
 public enum TFLiteOptions: Equatable, Sendable {
