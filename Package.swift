@@ -34,6 +34,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         .target(
@@ -70,12 +72,17 @@ let package = Package(
         // ZIPFoundation's inflate reads OpenAI's gzipped CLIP vocabulary.
         .target(name: "StableDiffusion", dependencies: ["Torch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion"]),
+        .target(
+            name: "Experiments",
+            dependencies: ["Torch", .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry"]),
         .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground"]),
         .executableTarget(
             name: "backdrop",
             dependencies: [
                 "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets", "Evaluation", "VirtualBackground",
+                "Experiments",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -90,6 +97,7 @@ let package = Package(
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets", "BackdropTestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Parity", "BackdropTestSupport"]),
+        .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "BackdropTestSupport"]),
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
     ],
     swiftLanguageModes: [.v5],

@@ -16,9 +16,9 @@ from parity.text import write_case, write_tokenizer_folder, read_merges
 TOLERANCE = 1e-3  # final latents of a 10-step DDIM run (issue 3)
 MERGES = 300
 
-TINY_UNET = dict(block_out_channels=[8, 8], down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-                 up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], layers_per_block=1, attention_head_dim=[2, 4],
-                 cross_attention_dim=8, use_linear_projection=True, norm_num_groups=4, sample_size=8)
+TINY_UNET = dict(block_out_channels=[4, 4], down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+                 up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], layers_per_block=1, attention_head_dim=[2, 1],
+                 cross_attention_dim=8, use_linear_projection=True, norm_num_groups=2, sample_size=8)
 TINY_VAE = dict(block_out_channels=[4, 4], down_block_types=["DownEncoderBlock2D"] * 2,
                 up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=4, sample_size=16,
                 layers_per_block=1)
@@ -84,15 +84,20 @@ def initial_latents(pipe, args, generator):
 def make_cases(out_dir: pathlib.Path, full: bool = False):
     """Writes the pipeline cases under `out_dir` (small configurations either way; the full-size
     networks are covered by the unet/vae/text_encoder full cases)."""
-    from diffusers import DPMSolverMultistepScheduler
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
     torch.set_num_threads(1)
     if full:
         return
     out_dir = pathlib.Path(out_dir)
     pipe, generator = build_pipeline(out_dir / "pipeline_ddim" / "model", seed=60, full=False)
+    pipe.set_progress_bar_config(disable=True)
     latents = initial_latents(pipe, DDIM_CASE, generator)
     write_case(out_dir / "pipeline_ddim", "pipeline", {"latents": latents}, run(pipe, DDIM_CASE, latents),
                atol=TOLERANCE, rtol=0, args=DDIM_CASE, model=lambda folder: pipe.save_pretrained(folder))
+    # Swap the scheduler as a user does on a saved folder: from the config on disk. (In memory,
+    # diffusers would skip keys the DDIM instance left at their defaults, e.g. timestep_spacing.)
+    pipe = StableDiffusionPipeline.from_pretrained(out_dir / "pipeline_ddim" / "model", safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     latents = initial_latents(pipe, DPM_CASE, generator)
     write_case(out_dir / "pipeline_dpm", "pipeline", {"latents": latents}, run(pipe, DPM_CASE, latents),

@@ -9,7 +9,7 @@
 - `text_encoder`: transformers `CLIPTextModel` with random weights, gelu (SD2) and quick_gelu (SD1);
   the quick_gelu one is saved as `pytorch_model.bin` with the `position_ids` buffer that older
   transformers versions saved (as in SD2's real text_encoder), to pin the .bin path and the skip.
-  Expected: `last_hidden_state` and `hidden_states.<i>` (transformers' output_hidden_states).
+  Expected: `last_hidden_state` and the penultimate `hidden_states.<L-1>` (transformers' output_hidden_states).
 - `scheduler_ddim`: diffusers 0.27.2 `DDIMScheduler` loops over given model outputs (leading with
   steps_offset as SD2, trailing + v-prediction + clipping, linspace + η > 0 with a seeded generator).
 - `scheduler_dpm`: `DPMSolverMultistepScheduler` (DPM-Solver++ 2M; midpoint and Heun; 10 and 20 steps).
@@ -185,7 +185,7 @@ def make_tokenizer_reference(path):
 
 TEXT_ENCODERS = {
     # SD2's text tower in miniature: exact GELU, 4 heads.
-    "text_encoder_gelu": dict(config=dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    "text_encoder_gelu": dict(config=dict(vocab_size=128, hidden_size=24, intermediate_size=48, num_hidden_layers=2,
                                           num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu"),
                               batch=2, safetensors=True),
     # SD1's: quick_gelu, an odd head count, another eps; saved the old way (.bin with position_ids).
@@ -219,7 +219,9 @@ def text_encoder_case(out_dir, name, config, batch, safetensors, seed):
     with torch.no_grad():
         out = model(input_ids=ids, output_hidden_states=True)
     expected = {"last_hidden_state": out.last_hidden_state}
-    expected.update({f"hidden_states.{i}": h for i, h in enumerate(out.hidden_states)})
+    # The penultimate layer's output is what "clip skip" users take.
+    penultimate = len(out.hidden_states) - 2
+    expected[f"hidden_states.{penultimate}"] = out.hidden_states[penultimate]
 
     def save(folder):
         model.save_pretrained(folder, safe_serialization=safetensors)

@@ -15,6 +15,8 @@ public struct TFLiteModel {
     public let subgraphs: [TFLiteSubgraph]
     /// Each buffer's byte range in `bytes` (empty for tensors computed at run time).
     public let buffers: [Range<Int>]
+    /// Named metadata buffers ("min_runtime_version", …): name → buffer index.
+    public let metadata: [(name: String, buffer: Int)]
     /// The whole file.
     public let bytes: [UInt8]
 
@@ -51,12 +53,16 @@ public struct TFLiteModel {
             return Int(offset)..<Int(offset + size)
         }
         subgraphs = try model.tables(2, "subgraph").map(TFLiteSubgraph.init)
+        metadata = try model.tables(6, "metadata").map { (try $0.string(0) ?? "", Int(try $0.u32(1))) }
         guard !subgraphs.isEmpty else { throw buffer.error("the model has no subgraph") }
         try validate(buffer)
     }
 
     /// Every index a tensor or operator holds must point at something that exists.
     private func validate(_ buffer: FlatBuffer) throws {
+        for entry in metadata where !buffers.indices.contains(entry.buffer) {
+            throw buffer.error("metadata '\(entry.name)': buffer \(entry.buffer) does not exist (\(buffers.count) buffers)")
+        }
         for (s, graph) in subgraphs.enumerated() {
             for (t, tensor) in graph.tensors.enumerated() where !buffers.indices.contains(tensor.buffer) {
                 throw buffer.error("subgraph \(s), tensor \(t) ('\(tensor.name)'): buffer \(tensor.buffer) does not exist (\(buffers.count) buffers)")
