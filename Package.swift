@@ -77,18 +77,19 @@ let package = Package(
             dependencies: ["Torch", .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry"]),
-        .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground"]),
+        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry"]),
+        .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground", "MultiView"]),
         .executableTarget(
             name: "backdrop",
             dependencies: [
                 "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets", "Evaluation", "VirtualBackground",
-                "Experiments",
+                "Experiments", "MultiView",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch", "StableDiffusion"],
+            dependencies: ["Torch", "StableDiffusion", "VirtualBackground"],
             path: "Sources/BackdropBench"
         ),
         // Fixture paths, the Python reference and fetched assets, for every test target.
@@ -98,6 +99,7 @@ let package = Package(
         .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets", "BackdropTestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "BackdropTestSupport"]),
+        .testTarget(name: "MultiViewTests", dependencies: ["MultiView", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
     ],
     swiftLanguageModes: [.v5],

@@ -110,6 +110,7 @@ do {
               + String(format: "  %10.4f  %11.4f  %6.2f×  ≤ %.1f× %@", swift, python, ratio, target,
                        ratio <= target ? "ok" : "MISSED"))
     }
+    try SegmentationBench.run(options)
     try UNetBench.run(options)
 } catch {
     FileHandle.standardError.write(Data("backdrop-bench: \(error)\n".utf8))

@@ -6,4 +6,5 @@ let componentGroups: [[String: ParityRunner]] = [
     PipelineComponents.runners,
     SegmentationComponents.runners,
     ImageComponents.runners,
+    MultiViewComponents.runners,
 ]

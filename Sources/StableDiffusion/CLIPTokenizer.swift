@@ -441,19 +441,13 @@ func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {
 /// GPT-2/CLIP's reversible map from bytes to printable characters: printable Latin-1 bytes stand
 /// for themselves, the other 68 bytes for U+0100 onwards, in byte order.
 let byteEncoder: [Unicode.Scalar] = {
-    var printable = Array(UInt32(33)...126) + Array(UInt32(161)...172) + Array(UInt32(174)...255)
-    var map = [Unicode.Scalar](repeating: " ", count: 256)
+    let printable = Set(Array(UInt32(33)...126) + Array(UInt32(161)...172) + Array(UInt32(174)...255))
     var next: UInt32 = 256
-    for byte in UInt32(0)...255 {
-        if printable.contains(byte) {
-            map[Int(byte)] = Unicode.Scalar(byte)!
-        } else {
-            map[Int(byte)] = Unicode.Scalar(next)!
-            next += 1
-        }
+    return (UInt32(0)...255).map { byte in
+        if printable.contains(byte) { return Unicode.Scalar(byte)! }
+        defer { next += 1 }
+        return Unicode.Scalar(next)!
     }
-    printable.removeAll()
-    return map
 }()
 
 /// Special tokens as `tokenizer_config.json` / `special_tokens_map.json` give them: plain strings

@@ -125,6 +125,16 @@ struct RoomRenderer {
             mix = try Tensor.where(patternOf .== Double(pattern.rawValue), m, mix)
         }
         var rgb = try base + (second - base) * mix.unsqueeze(1)
+        if used.contains(.books) {
+            // Book spines get their own colours (the material's colours stay for the shelves).
+            let isBooks = try patternOf .== Double(Material.Pattern.books.rawValue)
+            let spine = try (pv / 0.38).remainder(1) .>= 0.07
+            let cell = try Self.hash((pu / 0.035).floor(), (pv / 0.38).floor(), floor: false)
+            let colours = try Tensor.stack([Self.hash(cell * 7.1, cell.fullLike(1.3), floor: false),
+                                            Self.hash(cell * 3.7, cell.fullLike(2.9), floor: false),
+                                            Self.hash(cell * 5.3, cell.fullLike(4.1), floor: false)], dim: 1) * 0.6 + 0.15
+            rgb = try Tensor.where(isBooks.logicalAnd(spine).unsqueeze(1), colours, rgb)
+        }
 
         // Decal details: window frames and sky, door panels and handle, painting frame, rug border.
         var emissive = try Tensor.zeros([n], dtype: .bool)
