@@ -23,8 +23,12 @@ public final class CAABlock: Module {
         super.init()
     }
 
-    /// `x`: `[B·V, C, h, w]` (views of a panorama consecutive) → same shape.
+    /// `x`: `[B·V, C, h, w]` (views of a panorama consecutive) → same shape and dtype. The block
+    /// computes in its weights' dtype: a half-precision UNet's features are converted for it,
+    /// since the released top PE frequencies overflow float16.
     public func callAsFunction(_ x: Tensor, geometry g: LevelGeometry) throws -> Tensor {
+        let own = transformer.norm1.weight?.dtype ?? x.dtype
+        if x.dtype != own { return try self(x.to(dtype: own), geometry: g).to(dtype: x.dtype) }
         let (bv, c, h, w) = (try x.size(0), try x.size(1), try x.size(2), try x.size(3))
         let v = g.views, n = g.neighboursPerView, t = g.tokens
         guard c == channels, bv % v == 0, h == g.height, w == g.width else {

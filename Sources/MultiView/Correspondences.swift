@@ -91,11 +91,18 @@ public struct LevelGeometry: @unchecked Sendable {
         self.width = width
         neighboursPerView = neighbours.of(0, views: views).count
         neighbourIndex = try Tensor(neighbourList, shape: [neighbourList.count]).to(device: device)
-        sampleGrid = try Tensor.stack(grids, dim: 0).to(dtype: .float32, device: device)
+        // A ray perpendicular to a neighbour's axis projects to infinity; its samples are invalid
+        // (masked), but a masked NaN would still poison the attention, so they become zeros.
+        sampleGrid = try finite(Tensor.stack(grids, dim: 0)).to(dtype: .float32, device: device)
         keyPositions = try Tensor.stack(positions, dim: 0).to(dtype: .float32, device: device)
-        peInput = try Tensor.stack(peInputs, dim: 0).to(dtype: .float32, device: device)
+        peInput = try finite(Tensor.stack(peInputs, dim: 0)).to(dtype: .float32, device: device)
         mask = try Tensor.stack(masks, dim: 0).to(dtype: .float32, device: device)
     }
+}
+
+/// Non-finite entries replaced by 0.
+private func finite(_ t: Tensor) throws -> Tensor {
+    try Tensor.where(t.isfinite(), t, t.zerosLike())
 }
 
 /// H_{i→j} = K_j R_j⁻¹ R_i K_i⁻¹ (true inverses), float64 `[3, 3]`.
