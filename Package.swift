@@ -77,7 +77,7 @@ let package = Package(
             dependencies: ["Torch", .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry"]),
-        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry"]),
+        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Datasets", "Experiments"]),
         .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground", "MultiView"]),
         .executableTarget(
             name: "backdrop",
@@ -89,7 +89,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch", "StableDiffusion", "VirtualBackground"],
+            dependencies: ["Torch", "StableDiffusion", "VirtualBackground", "Evaluation"],
             path: "Sources/BackdropBench"
         ),
         // Fixture paths, the Python reference and fetched assets, for every test target.

@@ -27,6 +27,10 @@ public final class RunRegistry: @unchecked Sendable {
         public var loss: Double
         public var lr: Double
         public var stepsPerSecond: Double
+
+        public init(runId: Int64, step: Int, loss: Double, lr: Double, stepsPerSecond: Double) {
+            (self.runId, self.step, self.loss, self.lr, self.stepsPerSecond) = (runId, step, loss, lr, stepsPerSecond)
+        }
     }
 
     public struct Evaluation: Codable, FetchableRecord, Equatable, Sendable {

@@ -136,17 +136,26 @@ public final class CorrespondenceCache: @unchecked Sendable {
     public var count: Int { lock.withLock { entries.count } }
 
     public func geometry(K: Tensor, R: Tensor, height: Int, width: Int, device: Device) throws -> LevelGeometry {
-        let key = try layoutKey(K: K, R: R) + "|\(height)x\(width)|\(device)"
+        let relative = try relativeRotations(R)
+        let key = try layoutKey(K: K, relative: relative) + "|\(height)x\(width)|\(device)"
         if let hit = lock.withLock({ entries[key] }) { return hit }
-        let geometry = try LevelGeometry(K: K, R: R, height: height, width: width, imageSize: imageSize,
+        // Computed from the relative rotations, so the cached values do not depend on which
+        // panorama (which yaw offset) happened to fill the entry: training resumes bit-identically.
+        let geometry = try LevelGeometry(K: K, R: relative, height: height, width: width, imageSize: imageSize,
                                          neighbours: neighbours, device: device)
         lock.withLock { entries[key] = geometry }
         return geometry
     }
 
-    private func layoutKey(K: Tensor, R: Tensor) throws -> String {
+    /// R₀ᵀ·Rᵢ for every view: the layout with view 0 as the world frame, rounded to 1e-9 so that
+    /// panoramas differing only by yaw give the same values.
+    private func relativeRotations(_ R: Tensor) throws -> Tensor {
         let r = try R.to(dtype: .float64, device: .cpu)
         let relative = try r.select(dim: 0, index: 0).transpose(0, 1).unsqueeze(0).matmul(r)
+        return try (relative * 1e9).round() / 1e9
+    }
+
+    private func layoutKey(K: Tensor, relative: Tensor) throws -> String {
         let values = try K.to(dtype: .float64, device: .cpu).toArray(Double.self) + relative.toArray(Double.self)
         return values.map { String(format: "%.6f", $0) }.joined(separator: ",")
     }

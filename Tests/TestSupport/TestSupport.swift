@@ -64,6 +64,33 @@ public enum TestSupport {
         return url
     }
 
+    /// The `backdrop` executable built next to the test bundle (`swift build --build-tests` builds it).
+    public static func backdropExecutable() throws -> URL {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent("backdrop")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        let fallback = repositoryRoot.appendingPathComponent(".build/debug/backdrop")
+        guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
+            throw XCTSkip("the backdrop executable is not built next to the tests")
+        }
+        return fallback
+    }
+
+    /// The tiny SD-shaped model `make models` writes (random weights).
+    public static func tinyStableDiffusion() throws -> URL {
+        let cache = ProcessInfo.processInfo.environment["BACKDROP_CACHE"]
+        guard let cache else { throw XCTSkip("BACKDROP_CACHE is not set: run through `make test`") }
+        let url = URL(fileURLWithPath: cache).appendingPathComponent("models/tiny-sd-v1")
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path) else {
+            XCTFail("\(url.path) is missing: run `make models`")
+            throw XCTSkip("missing tiny model")
+        }
+        return url
+    }
+
     /// Resident memory of this process in bytes (Linux /proc).
     public static func residentMemory() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),

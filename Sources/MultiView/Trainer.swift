@@ -1,0 +1,255 @@
+import Datasets
+import Experiments
+import Foundation
+import StableDiffusion
+import Torch
+
+/// Trains the CAA blocks of a multi-view UNet on panoramas, as MVDiffusion does: frozen SD (VAE
+/// encodes under no-grad, text encoder frozen), one timestep per panorama, independent noise per
+/// view, MSE between the predicted and the true noise over all views, AdamW on CAA only.
+///
+/// Every `checkpoint_every` steps the CAA weights, optimiser, schedule, random state and data
+/// position are saved atomically; `resume` continues from the latest checkpoint so that the
+/// losses of a killed-and-resumed run equal those of an uninterrupted one.
+public final class Trainer {
+    public let config: RunConfig
+    public let runDirectory: URL
+    public let device: Device
+    let registry: RunRegistry
+    let store: CheckpointStore
+
+    let tokenizer: CLIPTokenizer
+    let textEncoder: CLIPTextModel
+    let vae: AutoencoderKL
+    let noise: DDPMScheduler
+    public let model: MultiViewUNet
+    let loader: PanoramaLoader
+    let optimizer: AdamW
+    let schedule: LRScheduler
+    /// Draws timesteps, noise and VAE samples; its state is part of every checkpoint.
+    let generator: Generator
+
+    /// Called after every optimiser step (for tests and progress).
+    public var onStep: ((TrainingState, Double) -> Void)?
+    /// Stops after this many optimiser steps in this process (tests use it to stop mid-run).
+    public var stopAfterSteps: Int?
+
+    public init(config: RunConfig, registry: RunRegistry, relativeTo base: URL? = nil) throws {
+        self.config = config
+        self.registry = registry
+        let root = base ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        func path(_ p: String) -> URL {
+            let expanded = expandEnvironment(p)
+            return expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : root.appendingPathComponent(expanded)
+        }
+        runDirectory = path(config.outputDir)
+        store = CheckpointStore(runDirectory: runDirectory)
+        device = try Device(parsing: config.training.device)
+        guard config.training.precision == "fp32" else {
+            throw TorchError("\(config.name): training.precision: bf16 autocast is not available in this build; use fp32")
+        }
+        Runtime.seed(UInt64(config.training.seed))
+        generator = try Generator(seed: UInt64(config.training.seed), device: .cpu)
+
+        let folder = try ModelFolder(url: path(config.model.base))
+        let dtype: DType = config.model.dtype == "float16" ? .float16 : config.model.dtype == "bfloat16" ? .bfloat16 : .float32
+        tokenizer = try CLIPTokenizer(directory: folder.tokenizer)
+        textEncoder = try CLIPTextModel.load(from: folder.textEncoder, dtype: dtype, device: device)
+        textEncoder.freeze()
+        vae = try AutoencoderKL.load(from: folder.vae, dtype: dtype, device: device)
+        vae.freeze()
+        noise = try DDPMScheduler(directory: folder.scheduler)
+        let unet = try UNet2DConditionModel.load(from: folder.unet, dtype: dtype, device: device)
+
+        let d = config.dataset
+        let views = ViewOptions(count: d.views, fov: d.fov, yawStep: 360 / Double(d.views), resolution: d.resolution,
+                                promptPrefix: d.promptPrefix)
+        let source = try Matterport3D(root: path(d.root), split: d.split,
+                                      layout: d.kind == "panfusion" ? .stitched : .skybox, views: views)
+        loader = try PanoramaLoader(source: source, options: LoaderOptions(
+            seed: UInt64(config.training.seed), shuffle: d.split == "train", yawPolicy: d.yawOffset == "zero" ? .fixed(0) : .random,
+            skipBad: d.skipBad))
+        guard loader.countPerEpoch >= config.training.batchSize else {
+            throw DatasetError(file: path(d.root).path, "\(loader.countPerEpoch) panoramas, fewer than one batch of \(config.training.batchSize)")
+        }
+
+        let vaeScale = 1 << max(vae.config.block_out_channels.count - 1, 0)
+        model = try MultiViewUNet(unet: unet, imageSizePerLatent: vaeScale, latentSize: d.resolution / vaeScale,
+                                  neighbours: NeighbourSet(rawValue: config.caa.neighbours) ?? .ring,
+                                  peMaxFrequency: config.caa.peMaxFrequency)
+        model.gradientCheckpointing = config.training.gradientCheckpointing
+        let o = config.optimizer
+        optimizer = try AdamW([ParamGroup(model.trainableParameters, lr: o.lr, weightDecay: o.weightDecay)],
+                              betas: (o.betas[0], o.betas[1]), eps: o.eps)
+        let s = config.schedule
+        let horizon = s.interval == "epoch" ? config.training.epochs
+            : max(1, Self.totalSteps(config, perEpoch: loader.countPerEpoch))
+        switch s.kind {
+        case "constant": schedule = try LRScheduler(optimizer, .constant)
+        case "warmup_cosine":
+            schedule = try LRScheduler(optimizer, .warmupCosine(warmupSteps: s.warmupSteps, startFactor: s.warmupStartFactor,
+                                                                 tMax: max(1, horizon - s.warmupSteps), etaMin: s.etaMin))
+        default: schedule = try LRScheduler(optimizer, .cosine(tMax: horizon, etaMin: s.etaMin))
+        }
+    }
+
+    /// Optimiser steps of the whole run.
+    public var totalSteps: Int { Self.totalSteps(config, perEpoch: loader.countPerEpoch) }
+
+    static func totalSteps(_ config: RunConfig, perEpoch panoramas: Int) -> Int {
+        let all = panoramas / (config.training.batchSize * config.training.gradientAccumulation) * config.training.epochs
+        return min(all, config.training.maxSteps ?? all)
+    }
+
+    public struct Summary: Sendable {
+        public let runID: Int64
+        public let steps: Int
+        public let finalLoss: Double?
+        public let status: String
+    }
+
+    /// Trains from the start, or from the latest checkpoint when `resume` (and one exists).
+    @discardableResult
+    public func run(resume: Bool = false) throws -> Summary {
+        var state = TrainingState(step: 0, epoch: 0, positionInEpoch: 0, schedulerSteps: 0)
+        let runID: Int64
+        if resume, let checkpoint = try store.latest() {
+            state = try restore(checkpoint)
+            guard let previous = try registry.latestRun(named: config.name) else {
+                throw TorchError("no run named \(config.name) in \(registry.url.path) to resume")
+            }
+            runID = previous.id
+            try registry.reopenRun(runID)
+            FileHandle.standardError.write(Data("resuming \(config.name) from step \(state.step) (\(checkpoint.folder.path))\n".utf8))
+        } else {
+            runID = try registry.startRun(name: config.name, configJSON: config.json(), outputDir: runDirectory.path)
+        }
+
+        let total = totalSteps
+        let progress = ProgressReporter(title: "train \(config.name)", total: total)
+        let batch = config.training.batchSize, accumulation = config.training.gradientAccumulation
+        var stepsThisProcess = 0
+        var lastLoss: Double?
+        let started = Date()
+        do {
+            epochs: while state.epoch < config.training.epochs {
+                let order = loader.indices(epoch: state.epoch)
+                let usable = order.count / (batch * accumulation) * (batch * accumulation)
+                while state.positionInEpoch < usable {
+                    if state.step >= total { break epochs }
+                    var stepLoss = 0.0
+                    for _ in 0..<accumulation {
+                        let indices = Array(order[state.positionInEpoch..<(state.positionInEpoch + batch)])
+                        let samples = try indices.map { try loader.sample(index: $0, epoch: state.epoch) }
+                        let loss = try lossOf(samples) / Double(accumulation)
+                        try loss.backward()
+                        stepLoss += try loss.item()
+                        state.positionInEpoch += batch
+                    }
+                    guard stepLoss.isFinite else {
+                        try registry.finishRun(runID, status: "failed")
+                        throw TorchError("loss is \(stepLoss) at step \(state.step + 1) of \(config.name); stopped, the last good " +
+                                         "checkpoint is kept in \(store.directory.path)")
+                    }
+                    try optimizer.step()
+                    try optimizer.zeroGrad()
+                    state.step += 1
+                    if config.schedule.interval == "step" { schedule.step() }
+                    state.schedulerSteps = schedule.lastEpoch
+                    state.lastLoss = stepLoss
+                    lastLoss = stepLoss
+                    stepsThisProcess += 1
+                    let rate = Double(stepsThisProcess) / max(Date().timeIntervalSince(started), 1e-9)
+                    try registry.log(.init(runId: runID, step: state.step, loss: stepLoss,
+                                           lr: optimizer.paramGroups[0].lr, stepsPerSecond: rate))
+                    progress.update(state.step, status: String(format: "loss %.4f  lr %.2e", stepLoss, optimizer.paramGroups[0].lr))
+                    onStep?(state, stepLoss)
+                    if state.step % config.training.checkpointEvery == 0 { try checkpoint(state, runID: runID) }
+                    if let stop = stopAfterSteps, stepsThisProcess >= stop {
+                        progress.finish()
+                        try registry.finishRun(runID, status: "interrupted")
+                        return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "interrupted")
+                    }
+                }
+                state.epoch += 1
+                state.positionInEpoch = 0
+                if config.schedule.interval == "epoch" { schedule.step() }
+                state.schedulerSteps = schedule.lastEpoch
+            }
+            try checkpoint(state, runID: runID)
+            progress.finish()
+            try registry.finishRun(runID, status: "finished")
+            return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "finished")
+        } catch {
+            if (try? registry.run(runID))??.status == "running" { try? registry.finishRun(runID, status: "failed") }
+            throw error
+        }
+    }
+
+    /// MSE between the predicted and the true noise for a batch of panoramas.
+    func lossOf(_ samples: [MultiViewSample]) throws -> Tensor {
+        let (images, K, R, prompts) = try MultiViewSample.collate(samples)
+        let (b, v) = (try images.size(0), try images.size(1))
+        let flat = try images.flatten(start: 0, end: 1).to(dtype: vae.encoder.conv_in.weight.dtype, device: device)
+        let (latents, context) = try withNoGrad {
+            let latents = try vae.encode(flat).sample(generator: generator) * vae.scalingFactor
+            let context = try textEncoder(tokenizer(prompts.flatMap { $0 }).to(device: device))
+            return (latents, context)
+        }
+        let timesteps = try Tensor.randint(0, noise.schedule.trainTimesteps, [b], generator: generator)
+        let perView = try timesteps.repeatInterleaveViews(v)
+        let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: generator).to(dtype: latents.dtype, device: device)
+        let noisy = try noise.addNoise(latents, noise: eps, timesteps: perView)
+        let cameras = try ViewCameras(K: K.select(dim: 0, index: 0), R: R.select(dim: 0, index: 0))
+        let prediction = try model(noisy, timestep: perView.to(device: device), encoderHiddenStates: context, cameras: cameras)
+        let target = try noise.target(sample: latents, noise: eps, timesteps: perView)
+        // Reduced in float64: a float32 mean can differ in its last bit between processes (the
+        // vectorised sum's split depends on buffer alignment), and logged losses must repeat.
+        return try F.mseLoss(prediction.to(dtype: .float64), target.to(dtype: .float64))
+    }
+
+    func checkpoint(_ state: TrainingState, runID: Int64) throws {
+        let folder = try store.save(state: state, weights: model.caaStateDict(), optimizer: try optimizer.stateDict(),
+                                    rng: ["generator": try generator.state()],
+                                    metadata: ["run": config.name, "backdrop_format": "caa-v1"])
+        try registry.recordCheckpoint(runID, step: state.step, path: folder.path)
+    }
+
+    func restore(_ checkpoint: CheckpointStore.Checkpoint) throws -> TrainingState {
+        let weights = try SafetensorsFile(url: checkpoint.weights).loadAll()
+        let caa = model.caaStateDict()
+        guard Set(weights.keys) == Set(caa.keys) else {
+            throw TorchError("\(checkpoint.weights.path) does not hold this model's CAA weights")
+        }
+        try withNoGrad { for (key, tensor) in caa { try tensor.copy_(from: weights[key]!) } }
+        try optimizer.load(from: checkpoint.optimizer)
+        schedule.restore(lastEpoch: checkpoint.state.schedulerSteps)
+        try generator.setState(SafetensorsFile(url: checkpoint.rng).tensor("generator"))
+        return checkpoint.state
+    }
+}
+
+/// `$VAR`, `${VAR}` and a leading `~` expanded from the environment (paths in run configs).
+public func expandEnvironment(_ text: String) -> String {
+    var result = text
+    if result.hasPrefix("~") { result = FileManager.default.homeDirectoryForCurrentUser.path + result.dropFirst() }
+    let environment = ProcessInfo.processInfo.environment
+    let pattern = try! NSRegularExpression(pattern: #"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"#)
+    for match in pattern.matches(in: result, range: NSRange(result.startIndex..., in: result)).reversed() {
+        let nameRange = match.range(at: 1).location != NSNotFound ? match.range(at: 1) : match.range(at: 2)
+        guard let range = Range(match.range, in: result), let name = Range(nameRange, in: result) else { continue }
+        let value = environment[String(result[name])] ?? defaultValue(of: String(result[name]))
+        result.replaceSubrange(range, with: value)
+    }
+    return result
+}
+
+/// Backdrop's own variables have defaults outside `make` (the cache under the home folder).
+private func defaultValue(of name: String) -> String {
+    let home = FileManager.default.homeDirectoryForCurrentUser.path
+    switch name {
+    case "BACKDROP_CACHE": return home + "/.cache/backdrop"
+    case "BACKDROP_ASSETS": return home + "/.cache/backdrop/assets"
+    default: return ""
+    }
+}

@@ -1,0 +1,118 @@
+import BackdropTestSupport
+import Datasets
+import Experiments
+import Foundation
+import Torch
+import XCTest
+
+@testable import MultiView
+
+/// Config-driven training on synthetic rooms with the tiny SD model: a run killed with SIGKILL and
+/// resumed gives the same per-step losses as an uninterrupted one.
+final class TrainingTests: XCTestCase {
+    func makeWorkspace() throws -> (folder: URL, config: URL) {
+        let folder = try TestSupport.temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        let model = try TestSupport.tinyStableDiffusion()
+        _ = try SyntheticRooms.generate(into: folder.appendingPathComponent("rooms"), options: .init(count: 8, seed: 3, faceSize: 64))
+        let yaml = """
+            name: resume-test
+            model: {base: \(model.path)}
+            dataset: {kind: synthrooms, root: rooms, resolution: 64, views: 8}
+            caa: {pe_max_frequency: 16}
+            optimizer: {lr: 1.0e-3}
+            schedule: {kind: cosine, interval: step, eta_min: 1.0e-5}
+            training: {epochs: 2, batch_size: 1, checkpoint_every: 4, seed: 11, device: cpu}
+            output_dir: run
+            """
+        let config = folder.appendingPathComponent("resume-test.yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        return (folder, config)
+    }
+
+    /// Per-step losses of the run in `registry` (empty before it has started).
+    func losses(_ registry: URL) throws -> [Int: Double] {
+        let r = try RunRegistry(url: registry)
+        guard let run = try r.latestRun(named: "resume-test") else { return [:] }
+        return Dictionary(uniqueKeysWithValues: try r.metrics(run.id).map { ($0.step, $0.loss) })
+    }
+
+    func log(_ workspace: URL) -> String {
+        (try? String(contentsOf: workspace.appendingPathComponent("train.log"), encoding: .utf8)) ?? ""
+    }
+
+    func train(_ workspace: URL, config: URL, registry: String, resume: Bool = false) throws -> Process {
+        let process = Process()
+        process.executableURL = try TestSupport.backdropExecutable()
+        process.arguments = ["train", config.path, "--registry", registry, "--threads", "1"] + (resume ? ["--resume"] : [])
+        process.currentDirectoryURL = workspace
+        let log = workspace.appendingPathComponent(resume ? "resume.log" : "train.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    func testKilledAndResumedRunRepeatsTheLossesExactly() throws {
+        let (straight, straightConfig) = try makeWorkspace()
+        let uninterrupted = try train(straight, config: straightConfig, registry: "runs.sqlite")
+        uninterrupted.waitUntilExit()
+        XCTAssertEqual(uninterrupted.terminationStatus, 0, log(straight))
+        let reference = try losses(straight.appendingPathComponent("runs.sqlite"))
+        XCTAssertEqual(reference.count, 14, "7 training panoramas × 2 epochs")
+
+        let (killed, killedConfig) = try makeWorkspace()
+        let registry = killed.appendingPathComponent("runs.sqlite")
+        let victim = try train(killed, config: killedConfig, registry: "runs.sqlite")
+        // Kill it after step 6 is logged: past the step-4 checkpoint, before the step-8 one.
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: registry.path), (try? losses(registry))?.keys.contains(6) == true { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        XCTAssertEqual(victim.terminationReason, .uncaughtSignal)
+        let partial = try losses(registry)
+        XCTAssertLessThan(partial.count, 14, "the run must have been killed before finishing")
+
+        let resumed = try train(killed, config: killedConfig, registry: "runs.sqlite", resume: true)
+        resumed.waitUntilExit()
+        XCTAssertEqual(resumed.terminationStatus, 0)
+        let final = try losses(registry)
+        XCTAssertEqual(final.count, 14)
+        // Equal to float32 precision: the resumed process repeats every step (same data, noise,
+        // timesteps, learning rates); LibTorch's CPU kernels round the last bit of some float32
+        // results differently in a new process, which the float64 loss shows at ~1e-8.
+        var worst = 0.0
+        for step in 1...14 {
+            let (a, b) = (final[step] ?? .nan, reference[step] ?? .nan)
+            worst = max(worst, abs(a - b) / abs(b))
+            XCTAssertLessThanOrEqual(abs(a - b), 1e-6 * abs(b), "step \(step): resumed \(a), uninterrupted \(b)")
+        }
+        print("killed-and-resumed vs uninterrupted: largest relative loss difference \(worst)")
+        let weights = { (folder: URL) in try SafetensorsFile(url: folder.appendingPathComponent("run/checkpoints/step-00000014/weights.safetensors")) }
+        let (ours, theirs) = (try weights(killed), try weights(straight))
+        XCTAssertEqual(ours.names, theirs.names)
+        for name in ours.names {
+            XCTAssertLessThan(try TestSupport.maxAbsDifference(ours.tensor(name), theirs.tensor(name)), 1e-5, name)
+        }
+        let run = try XCTUnwrap(try RunRegistry(url: registry).latestRun(named: "resume-test"))
+        XCTAssertEqual(run.status, "finished")
+    }
+
+    func testNonFiniteLossStopsAndKeepsCheckpoint() throws {
+        let (workspace, config) = try makeWorkspace()
+        var runConfig = try RunConfig.load(config)
+        runConfig.optimizer.lr = 1e30  // diverges within a few steps
+        let trainer = try Trainer(config: runConfig, registry: try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")),
+                                  relativeTo: workspace)
+        XCTAssertThrowsError(try trainer.run()) { error in
+            XCTAssertTrue("\(error)".contains("loss is"), "\(error)")
+        }
+        let run = try XCTUnwrap(try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")).latestRun(named: "resume-test"))
+        XCTAssertEqual(run.status, "failed")
+    }
+}
