@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/TracerMode.h>
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -111,6 +112,9 @@ bool bd_same_storage(bd_tensor a, bd_tensor b) { return a->t.is_alias_of(b->t); 
 // ---- data in and out ----------------------------------------------------------------------------
 bd_tensor bd_from_data(const void *data, const int64_t *sizes, int ndim, int dtype) {
   try {
+    // Outside the tracer: a trace would record only the allocation, not the bytes copied into it,
+    // and replay it as uninitialised memory. Untraced, the tensor enters a trace as a constant.
+    at::tracer::impl::NoTracerDispatchMode untraced;
     auto t = at::empty(bd::ints(sizes, ndim), at::TensorOptions().dtype(static_cast<at::ScalarType>(dtype)));
     if (t.nbytes() > 0) std::memcpy(t.data_ptr(), data, t.nbytes());
     return bd::wrap(t);

@@ -109,6 +109,16 @@ final class TorchScriptTests: XCTestCase {
         XCTAssertEqual(try script.run("forward", [a, b])[0].toArray(Float.self), expected)
     }
 
+    /// Tensors made from Swift values inside a traced function enter the graph as constants with
+    /// their values (a trace sees the allocation but not the bytes copied into it).
+    func testSwiftValuesInsideATraceBecomeConstants() throws {
+        final class Empty: Module {}
+        let script = try Empty().traced(inputs: [try Tensor.zeros([4])]) {
+            [try $0[0] + Tensor([1, 2, 3, 4] as [Float]) * Tensor(scalar: Float(10))]
+        }
+        XCTAssertEqual(try script.forward(Tensor.ones([4]))[0].toArray(Float.self), [11, 21, 31, 41])
+    }
+
     func testLoadErrorsAreThrown() throws {
         XCTAssertThrowsError(try ScriptModule(contentsOf: URL(fileURLWithPath: "/nonexistent/model.pt"))) {
             XCTAssertTrue("\($0)".contains("/nonexistent/model.pt"))
