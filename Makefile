@@ -130,8 +130,20 @@ test: setup
 	swift build --build-tests $(SWIFT_BUILD_FLAGS)
 	swift test --skip-build --disable-swift-testing $(SWIFT_BUILD_FLAGS)
 
+# The main job on the embedded default: synthetic rooms → CAA training (smoke config, tiny SD) →
+# panoramas with the trained CAA and with the baseline → deployment export.
+BACKDROP = $$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/backdrop
+DEMO := results/demo
+DEMO_PROMPT := a well-lit living room with large windows
 demo: build
-	swift run $(SWIFT_BUILD_FLAGS) backdrop info
+	$(BACKDROP) info
+	$(BACKDROP) dataset synth --out $(DEMO)/synthrooms --count 12 --face-size 128 --seed 0
+	$(BACKDROP) train experiments/smoke.yaml
+	$(BACKDROP) panorama "$(DEMO_PROMPT)" --run smoke --steps 20 --device cpu --out $(DEMO)/panorama
+	$(BACKDROP) panorama "$(DEMO_PROMPT)" --baseline --model $(TINY_SD) --resolution 64 --steps 20 --device cpu \
+	  --out $(DEMO)/baseline
+	$(BACKDROP) export --run smoke --out $(DEMO)/export
+	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), $(DEMO)/export"
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup
