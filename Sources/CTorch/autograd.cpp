@@ -1,6 +1,8 @@
 // Autograd: gradients, grad modes and gradient checkpointing of a Swift closure.
 #include "bridge.h"
 
+#include <ATen/autocast_mode.h>
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -142,6 +144,39 @@ bool bd_set_grad_enabled(bool enabled) {
 bool bd_is_grad_enabled(void) { return at::GradMode::is_enabled(); }
 void *bd_inference_mode_enter(void) { return new c10::InferenceMode(true); }
 void bd_inference_mode_exit(void *guard) { delete static_cast<c10::InferenceMode *>(guard); }
+
+int bd_autocast_enter(int device_type, int dtype, int *previous_enabled, int *previous_dtype) {
+  try {
+    auto type = static_cast<at::ScalarType>(dtype);
+    if (device_type == BD_CUDA) {
+      *previous_enabled = at::autocast::is_enabled();
+      *previous_dtype = static_cast<int>(at::autocast::get_autocast_gpu_dtype());
+      at::autocast::set_autocast_gpu_dtype(type);
+      at::autocast::set_enabled(true);
+    } else {
+      *previous_enabled = at::autocast::is_cpu_enabled();
+      *previous_dtype = static_cast<int>(at::autocast::get_autocast_cpu_dtype());
+      at::autocast::set_autocast_cpu_dtype(type);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+    return 0;
+  }
+  BD_CATCH return -1;
+}
+
+void bd_autocast_exit(int device_type, int previous_enabled, int previous_dtype) {
+  // The cache of casted weights is only valid inside the outermost region.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  auto type = static_cast<at::ScalarType>(previous_dtype);
+  if (device_type == BD_CUDA) {
+    at::autocast::set_autocast_gpu_dtype(type);
+    at::autocast::set_enabled(previous_enabled != 0);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(type);
+    at::autocast::set_cpu_enabled(previous_enabled != 0);
+  }
+}
 
 int bd_checkpoint(bd_closure fn, void *ctx, void (*release)(void *), const bd_tensor *inputs, int n, int nparams,
                   bd_tensor *out, int cap) {

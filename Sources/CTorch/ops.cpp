@@ -1,6 +1,8 @@
 // Reductions, linear algebra and neural-network functions.
 #include "bridge.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 #include <numeric>
 
@@ -162,11 +164,19 @@ bd_tensor bd_adaptive_pool2d(bd_tensor x, const int64_t *output_size, bool max) 
   BD_TENSOR(max ? std::get<0>(at::adaptive_max_pool2d(x->t, bd::ints(output_size, 2)))
                 : at::adaptive_avg_pool2d(x->t, bd::ints(output_size, 2)))
 }
+// Under autocast a norm may receive bf16/f16 activations with float32 weights; LibTorch 1.13's CPU
+// autocast does not cast group_norm itself, so normalise in the weights' dtype (the float32 policy
+// autocast applies to norms elsewhere).
+static at::Tensor norm_input(const at::Tensor &x, bd_tensor w) {
+  return w && w->t.scalar_type() != x.scalar_type() && at::autocast::is_cpu_enabled() | at::autocast::is_enabled()
+             ? x.to(w->t.scalar_type())
+             : x;
+}
 bd_tensor bd_group_norm(bd_tensor x, int64_t groups, bd_tensor w, bd_tensor b, double eps) {
-  BD_TENSOR(at::group_norm(x->t, groups, bd::optional(w), bd::optional(b), eps))
+  BD_TENSOR(at::group_norm(norm_input(x->t, w), groups, bd::optional(w), bd::optional(b), eps))
 }
 bd_tensor bd_layer_norm(bd_tensor x, const int64_t *shape, int n, bd_tensor w, bd_tensor b, double eps) {
-  BD_TENSOR(at::layer_norm(x->t, bd::ints(shape, n), bd::optional(w), bd::optional(b), eps))
+  BD_TENSOR(at::layer_norm(norm_input(x->t, w), bd::ints(shape, n), bd::optional(w), bd::optional(b), eps))
 }
 bd_tensor bd_batch_norm(bd_tensor x, bd_tensor w, bd_tensor b, bd_tensor mean, bd_tensor var, bool training,
                         double momentum, double eps) {

@@ -45,9 +45,6 @@ public final class Trainer {
         runDirectory = path(config.outputDir)
         store = CheckpointStore(runDirectory: runDirectory)
         device = try Device(parsing: config.training.device)
-        guard config.training.precision == "fp32" else {
-            throw TorchError("\(config.name): training.precision: bf16 autocast is not available in this build; use fp32")
-        }
         Runtime.seed(UInt64(config.training.seed))
         generator = try Generator(seed: UInt64(config.training.seed), device: .cpu)
 
@@ -201,7 +198,8 @@ public final class Trainer {
         let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: generator).to(dtype: latents.dtype, device: device)
         let noisy = try noise.addNoise(latents, noise: eps, timesteps: perView)
         let cameras = try ViewCameras(K: K.select(dim: 0, index: 0), R: R.select(dim: 0, index: 0))
-        let prediction = try model(noisy, timestep: perView.to(device: device), encoderHiddenStates: context, cameras: cameras)
+        let predict = { try self.model(noisy, timestep: perView.to(device: self.device), encoderHiddenStates: context, cameras: cameras) }
+        let prediction = config.training.precision == "bf16" ? try withAutocast(.bfloat16, device: device, predict) : try predict()
         let target = try noise.target(sample: latents, noise: eps, timesteps: perView)
         // Reduced in float64: a float32 mean can differ in its last bit between processes (the
         // vectorised sum's split depends on buffer alignment), and logged losses must repeat.

@@ -98,6 +98,17 @@ public func withInferenceMode<R>(_ body: () throws -> R) rethrows -> R {
     return try body()
 }
 
+/// Runs `body` under automatic mixed precision on `device`: LibTorch computes matmuls and
+/// convolutions in `dtype` (bfloat16 on CPU; float16 or bfloat16 on CUDA) and keeps precision-
+/// sensitive ops in float32.
+public func withAutocast<R>(_ dtype: DType = .bfloat16, device: Device, _ body: () throws -> R) throws -> R {
+    var enabled: Int32 = 0, previous: Int32 = 0
+    let type = device == .cpu ? Int32(BD_CPU) : Int32(BD_CUDA)
+    try checkStatus(bd_autocast_enter(type, Int32(dtype.rawValue), &enabled, &previous), "autocast \(dtype) on \(device)")
+    defer { bd_autocast_exit(type, enabled, previous) }
+    return try body()
+}
+
 /// A Swift closure carried through the C bridge as an opaque context.
 final class ClosureBox {
     let body: ([Tensor]) throws -> [Tensor]

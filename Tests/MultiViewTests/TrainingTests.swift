@@ -115,4 +115,26 @@ final class TrainingTests: XCTestCase {
         let run = try XCTUnwrap(try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")).latestRun(named: "resume-test"))
         XCTAssertEqual(run.status, "failed")
     }
+
+    /// bf16 autocast trains too, with losses close to float32's.
+    func testBFloat16AutocastTraining() throws {
+        let (workspace, config) = try makeWorkspace()
+        var fp32 = try RunConfig.load(config)
+        fp32.training.maxSteps = 3
+        fp32.outputDir = "fp32"
+        var bf16 = fp32
+        bf16.training.precision = "bf16"
+        bf16.outputDir = "bf16"
+        var losses: [[Double]] = []
+        for c in [fp32, bf16] {
+            let trainer = try Trainer(config: c, registry: try RunRegistry(url: workspace.appendingPathComponent("\(c.outputDir).sqlite")),
+                                      relativeTo: workspace)
+            var seen: [Double] = []
+            trainer.onStep = { seen.append($1) }
+            try trainer.run()
+            losses.append(seen)
+        }
+        XCTAssertEqual(losses[1].count, 3)
+        for (a, b) in zip(losses[0], losses[1]) { XCTAssertEqual(a, b, accuracy: 0.05 * a, "fp32 \(a) vs bf16 \(b)") }
+    }
 }

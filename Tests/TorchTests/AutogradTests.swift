@@ -99,4 +99,16 @@ final class AutogradTests: XCTestCase {
         XCTAssertThrowsError(try Autograd.checkpoint([x]) { [try $0[0].matmul(Tensor.ones([3, 3]))] })
         XCTAssertEqual(try (x + 1.0).sum().item(), 4)
     }
+
+    func testAutocastComputesMatmulsInBFloat16AndRestores() throws {
+        let a = try Tensor.randn([4, 8], generator: Generator(seed: 1)), b = try Tensor.randn([8, 3], generator: Generator(seed: 2))
+        let inside = try withAutocast(.bfloat16, device: .cpu) { try a.matmul(b) }
+        XCTAssertEqual(inside.dtype, .bfloat16)
+        XCTAssertLessThan(try TestSupport.maxAbsDifference(inside, a.matmul(b)), 0.1)
+        XCTAssertEqual(try a.matmul(b).dtype, .float32, "autocast ends with its scope")
+        // Gradients flow back to float32 leaves.
+        let w = try b.clone().requiringGrad()
+        try withAutocast(.bfloat16, device: .cpu) { try a.matmul(w).to(dtype: .float32).sum() }.backward()
+        XCTAssertEqual(w.grad?.dtype, .float32)
+    }
 }

@@ -211,6 +211,10 @@ bool bd_set_grad_enabled(bool enabled); // returns the previous state
 bool bd_is_grad_enabled(void);
 void *bd_inference_mode_enter(void);
 void bd_inference_mode_exit(void *guard);
+// Automatic mixed precision on `device_type` (BD_CPU or BD_CUDA) computing in `dtype` (e.g. bf16);
+// enter returns the previous settings, to give back to exit.
+int bd_autocast_enter(int device_type, int dtype, int *previous_enabled, int *previous_dtype);
+void bd_autocast_exit(int device_type, int previous_enabled, int previous_dtype);
 
 // A Swift closure seen from C: fills out[0..<cap] and returns the count, or -1 with an error set
 // through bd_set_error.
