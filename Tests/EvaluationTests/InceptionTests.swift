@@ -75,8 +75,11 @@ final class InceptionTests: XCTestCase {
                 XCTAssertLessThanOrEqual(error, 1e-4 * scale, "image\(i) \(name): max-abs \(error) (scale \(scale))")
             }
             let pytorchFID = try withInferenceMode { try model.features(InceptionResize.pytorchFID.prepare(image)).pool2048 }
-            let error = try maxAbs(pytorchFID, io.tensor("pytorch-fid.image\(i).2048"))
-            XCTAssertLessThanOrEqual(error, 1e-4, "image\(i) pytorch-fid path: max-abs \(error)")
+            let reference = try io.tensor("pytorch-fid.image\(i).2048")
+            // Random weights give features in the hundreds: the tolerance scales with them.
+            let scale = max(1, try reference.abs().amax().item())
+            let error = try maxAbs(pytorchFID, reference)
+            XCTAssertLessThanOrEqual(error, 1e-4 * scale, "image\(i) pytorch-fid path: max-abs \(error) (scale \(scale))")
         }
     }
 
