@@ -7,6 +7,11 @@
     python tools/make_eval_fixtures.py --real-images DIR
         writes DIR/images.safetensors: real photos and panorama crops (uint8 [1, 3, H, W] each)
         from $BACKDROP_ASSETS, for the real-weights Inception test.
+    python tools/make_eval_fixtures.py --parity-cases DIR
+        writes `inception` parity cases (PARITY.md) for the real FID Inception that `make setup`
+        fetches (model `$BACKDROP_ASSETS/models/fid_inception_nvidia.pt`): real photo and panorama
+        crops, expected pool3 features from the archive's own forward after torch-fidelity's TF1
+        resize, and after pytorch-fid's resize.
     python tools/make_eval_fixtures.py --random-inception DIR
         writes DIR/weights.pth, a random-weight FID Inception in torchvision's key layout (with the
         1008-way classifier), and DIR/io.safetensors: input images and the outputs of torch-fidelity's
@@ -168,11 +173,42 @@ def write_random_inception(directory):
     print(f"wrote a random FID Inception and {len(images)} reference cases to {d}")
 
 
+def write_parity_cases(directory):
+    import os
+    import torch.nn.functional as F
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    assets = pathlib.Path(os.environ.get("BACKDROP_ASSETS", pathlib.Path.home() / ".cache/backdrop/assets"))
+    archive = torch.jit.load(str(assets / "models" / "fid_inception_nvidia.pt")).eval()
+    crops = [im[:, :, :96, :128] for name, im in sorted(real_images().items()) if "crop" in name][:3]
+    images = torch.cat(crops)
+    for resize in ["tf1", "pytorch-fid"]:
+        x = images.float()
+        if resize == "tf1":
+            x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
+        else:
+            x = F.interpolate(x / 255, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+        with torch.no_grad():
+            pool = archive(x)
+        d = pathlib.Path(directory) / f"inception_nvidia_{resize.replace('-', '_')}"
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({"images": images.contiguous()}, str(d / "inputs.safetensors"))
+        save_file({"pool_2048": pool.contiguous()}, str(d / "expected.safetensors"))
+        (d / "case.json").write_text(json.dumps({"component": "inception",
+                                                 "model": "$BACKDROP_ASSETS/models/fid_inception_nvidia.pt",
+                                                 "atol": 1e-4, "rtol": 0, "args": {"resize": resize}}, indent=1))
+        print(f"wrote {d} ({images.shape[0]} real crops, {resize})")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real-images", metavar="DIR")
     parser.add_argument("--random-inception", metavar="DIR")
+    parser.add_argument("--parity-cases", metavar="DIR")
     args = parser.parse_args()
+    if args.parity_cases:
+        write_parity_cases(args.parity_cases)
+        sys.exit(0)
     if args.real_images:
         write_real_images(args.real_images)
     elif args.random_inception:

@@ -38,7 +38,9 @@ public struct ParityCase {
         }
         let fields = Arguments(object, file: caseFile.path)
         component = try fields.string("component")
-        model = directory.appendingPathComponent(try fields.string("model"))
+        // Relative to the case folder, unless absolute; `$BACKDROP_ASSETS/...` names fetched assets.
+        let modelPath = expandEnvironment(try fields.string("model"))
+        model = modelPath.hasPrefix("/") ? URL(fileURLWithPath: modelPath) : directory.appendingPathComponent(modelPath)
         atol = try fields.double("atol")
         rtol = try fields.double("rtol")
         args = object["args"] == nil ? Arguments([:], file: caseFile.path + " args")

@@ -7,4 +7,6 @@ let componentGroups: [[String: ParityRunner]] = [
     SegmentationComponents.runners,
     ImageComponents.runners,
     MultiViewComponents.runners,
+    CLIPComponents.runners,
+    InceptionComponents.runners,
 ]
