@@ -19,7 +19,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test demo bench fixtures parity-full clean
+.PHONY: setup apt venv assets build test demo bench bench-caa fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos
 
@@ -156,6 +156,11 @@ BENCH_THREADS ?= 2
 bench: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
+
+# The CAA training step of issue 7 (MultiViewUNet vs an MVDiffusion-style PyTorch model); minutes.
+bench-caa: setup
+	swift build $(RELEASE) --product backdrop-bench
+	.build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
 
 # Regenerates the committed test fixtures from the Python reference.
 fixtures: setup

@@ -89,7 +89,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch", "StableDiffusion", "VirtualBackground", "Evaluation"],
+            dependencies: ["Torch", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView"],
             path: "Sources/BackdropBench"
         ),
         // Fixture paths, the Python reference and fetched assets, for every test target.

@@ -92,8 +92,22 @@ def memory_field(name):
     return 0
 
 
+def median_times(fn, repeats, warmup):
+    """Median wall-clock and process CPU seconds of fn()."""
+    for _ in range(warmup):
+        fn()
+    walls, cpus = [], []
+    for _ in range(max(repeats, 1)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def unet_workload(name, repeats):
-    """{"seconds": median time, "peak_bytes": VmHWM above the resident size before the model exists}."""
+    """{"seconds", "cpu_seconds": medians, "peak_bytes": VmHWM above the resident size before the
+    model exists}."""
     from diffusers import UNet2DConditionModel
     config, batch, latent, backward, warmup, max_repeats = UNET_WORKLOADS[name]
     try:
@@ -116,23 +130,50 @@ def unet_workload(name, repeats):
             out = unet(sample, timestep, context).sample
             F.mse_loss(out, target).backward()
             unet.zero_grad(set_to_none=True)
-        seconds = median_time(step, repeats, warmup)
+        seconds, cpu = median_times(step, repeats, warmup)
     else:
         unet.eval()
         with torch.no_grad():
-            seconds = median_time(lambda: unet(sample, timestep, context), repeats, warmup)
-    return {"seconds": seconds, "peak_bytes": memory_field("VmHWM") - baseline}
+            seconds, cpu = median_times(lambda: unet(sample, timestep, context), repeats, warmup)
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": memory_field("VmHWM") - baseline}
+
+
+# The CLIP workload of Sources/BackdropBench/CLIPBench.swift: transformers' ViT-L/14 image tower with
+# its projection (CLIPModel.get_image_features) with random weights, on 224×224 pixel values.
+CLIP_VIT_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                    image_size=224, patch_size=14, projection_dim=768)
+# name: (vision config, batch, warm-up runs, most timed runs)
+CLIP_WORKLOADS = {"clip_vit_l14_image_embeds_b4": (CLIP_VIT_L14, 4, 1, 5)}
+
+
+def clip_workload(name, repeats):
+    """{"seconds", "cpu_seconds": medians for one batch, "peak_bytes": as unet_workload}."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    config, batch, warmup, max_repeats = CLIP_WORKLOADS[name]
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    baseline = memory_field("VmRSS")
+    model = CLIPVisionModelWithProjection(CLIPVisionConfig(**config)).eval()
+    pixels = torch.randn(batch, 3, config["image_size"], config["image_size"], generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():  # as the Swift side and its CLIPScorer run it
+        seconds, cpu = median_times(lambda: model(pixel_values=pixels).image_embeds, min(repeats, max_repeats), warmup)
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": memory_field("VmHWM") - baseline}
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workload", choices=sorted(UNET_WORKLOADS), help="run one UNet workload alone")
+    parser.add_argument("--workload", choices=sorted(UNET_WORKLOADS) + sorted(CLIP_WORKLOADS),
+                        help="run one UNet or CLIP workload alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.workload:
-        json.dump(unet_workload(args.workload, args.repeats), sys.stdout)
+        workload = clip_workload if args.workload in CLIP_WORKLOADS else unet_workload
+        json.dump(workload(args.workload, args.repeats), sys.stdout)
         return
     results = {
         "tiny_adds_1e5": median_time(tiny_adds(), args.repeats),

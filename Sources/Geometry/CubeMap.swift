@@ -49,6 +49,9 @@ public final class CubeMapSampler: @unchecked Sendable {
     private let atlas: Tensor
     /// `[6, 3, 3]`
     private let rotations: Tensor
+    /// `[3, 18]`: the six rotations side by side, so that d · faceColumns gives every face's local
+    /// coordinates of d at once.
+    private let faceColumns: Tensor
 
     /// `faces` `[6, C, S, S]` or `[B, 6, C, S, S]`; uint8 is converted to float32 (values unchanged).
     public init(faces: Tensor) throws {
@@ -59,6 +62,7 @@ public final class CubeMapSampler: @unchecked Sendable {
         if !f.dtype.isFloatingPoint { f = try f.to(dtype: .float32) }
         (batch, channels, faceSize) = (f.shape[0], f.shape[2], f.shape[3])
         rotations = try CubeMap.faceRotations(dtype: f.dtype, device: f.device)
+        faceColumns = try rotations.permute(1, 0, 2).reshape([3, 18]).contiguous()
         let s = faceSize
         // Ring pixels in padded coordinates (row i, column j), in the order the cat below expects:
         // top row, bottom row (S+2 each), then the left and right columns without corners (S each).
@@ -91,18 +95,20 @@ public final class CubeMapSampler: @unchecked Sendable {
             throw TorchError("CubeMapSampler.sample: expected directions [h, w, 3] or [B, h, w, 3], got \(directions.shape)")
         }
         let d = try directions.to(dtype: dtype, device: device)
-        // Face-local coordinates for every face: [..., 6, 3] = d · R_f for each f.
-        let local = try d.unsqueeze(-2).unsqueeze(-2).matmul(rotations).squeeze(dim: -2)
-        let face = try local.select(dim: -1, index: 2).argmax(dim: -1, keepDim: true)  // [..., 1]
-        let chosen = try local.gather(dim: -2, index: face.unsqueeze(-1).expand(Array(face.shape) + [3]))
-            .squeeze(dim: -2)  // [..., 3]
+        let points = try d.reshape([-1, 3])
+        // Face-local coordinates R_fᵀ·d for all six faces in one [M, 3] × [3, 18] product (rows d·R_f),
+        // then the face each direction points at most directly.
+        let local = try points.matmul(faceColumns).reshape([-1, 6, 3])
+        let face = try local.select(dim: -1, index: 2).argmax(dim: 1, keepDim: true)  // [M, 1]
+        let chosen = try local.gather(dim: 1, index: face.unsqueeze(-1).expand([face.shape[0], 1, 3])).squeeze(dim: 1)
         let s = Double(faceSize), half = s / 2
         let z = try chosen.select(dim: -1, index: 2)
         // Padded-atlas pixel coordinates (the chosen face's z is ≥ 1/√3 of the length, never 0).
         let x = try chosen.select(dim: -1, index: 0) / z * half + (s - 1) / 2 + 1
         let y = try chosen.select(dim: -1, index: 1) / z * half + (s - 1) / 2 + 1
-            + face.squeeze(dim: -1).to(dtype: dtype) * (s + 2)
+            + face.squeeze(dim: 1).to(dtype: dtype) * (s + 2)
         var grid = try Tensor.stack([x * (2 / (s + 1)) - 1, y * (2 / (6 * (s + 2) - 1)) - 1], dim: -1)
+            .reshape(Array(d.shape.dropLast()) + [2])
         if grid.rank == 3 { grid = try grid.unsqueeze(0).expand([batch] + grid.shape) }
         return try F.gridSample(atlas, grid, mode: mode, paddingMode: .border, alignCorners: true)
     }

@@ -51,8 +51,8 @@ public struct Orientation: Equatable, Hashable, Sendable, Codable, CustomStringC
     }
 
     /// The orientation of a row-major rotation matrix (see the inverse formulas above).
-    public init(matrixValues m: [Double]) {
-        precondition(m.count == 9, "a 3×3 matrix has 9 values")
+    public init(matrixValues m: [Double]) throws {
+        guard m.count == 9 else { throw TorchError("Orientation: a 3×3 matrix has 9 values, got \(m.count)") }
         let sinPitch = max(-1, min(1, -m[5]))
         let pitch = asin(sinPitch)
         if abs(cos(pitch)) < 1e-9 {
@@ -66,7 +66,7 @@ public struct Orientation: Equatable, Hashable, Sendable, Codable, CustomStringC
     /// The orientation of a `[3, 3]` rotation tensor.
     public init(matrix: Tensor) throws {
         guard matrix.shape == [3, 3] else { throw TorchError("Orientation: expected a [3, 3] matrix, got \(matrix.shape)") }
-        self.init(matrixValues: try matrix.toArray(Double.self))
+        try self.init(matrixValues: try matrix.toArray(Double.self))
     }
 
     /// `[N, 3, 3]` matrices of several orientations.

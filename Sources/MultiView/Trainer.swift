@@ -24,6 +24,9 @@ public final class Trainer {
     let noise: DDPMScheduler
     public let model: MultiViewUNet
     let loader: PanoramaLoader
+    /// The run's latent cache when `dataset.latent_cache` names an existing file: latents and prompt
+    /// embeddings are read from it instead of running the VAE and the text encoder.
+    let cache: LatentCache?
     let optimizer: AdamW
     let schedule: LRScheduler
     /// Draws timesteps, noise and VAE samples; its state is part of every checkpoint.
@@ -64,10 +67,19 @@ public final class Trainer {
         let source = try Matterport3D(root: path(d.root), split: d.split,
                                       layout: d.kind == "panfusion" ? .stitched : .skybox, views: views)
         loader = try PanoramaLoader(source: source, options: LoaderOptions(
-            seed: UInt64(config.training.seed), shuffle: d.split == "train", yawPolicy: d.yawOffset == "zero" ? .fixed(0) : .random,
+            seed: UInt64(config.training.seed), shuffle: d.split == "train", yawPolicy: LatentCache.yawPolicy(for: config),
             skipBad: d.skipBad))
         guard loader.countPerEpoch >= config.training.batchSize else {
             throw DatasetError(file: path(d.root).path, "\(loader.countPerEpoch) panoramas, fewer than one batch of \(config.training.batchSize)")
+        }
+        if let url = LatentCache.url(for: config, relativeTo: root), FileManager.default.fileExists(atPath: url.path) {
+            cache = try LatentCache(url: url, config: config, relativeTo: root, panoramaCount: source.count)
+        } else {
+            if let url = LatentCache.url(for: config, relativeTo: root) {
+                FileHandle.standardError.write(Data(("latent cache \(url.path) not found: encoding with the VAE in the loop " +
+                                                     "(`backdrop cache build --config …` builds it)\n").utf8))
+            }
+            cache = nil
         }
 
         let vaeScale = 1 << max(vae.config.block_out_channels.count - 1, 0)
@@ -137,8 +149,14 @@ public final class Trainer {
                     var stepLoss = 0.0
                     for _ in 0..<accumulation {
                         let indices = Array(order[state.positionInEpoch..<(state.positionInEpoch + batch)])
-                        let samples = try indices.map { try loader.sample(index: $0, epoch: state.epoch) }
-                        let loss = try lossOf(samples) / Double(accumulation)
+                        let loss: Tensor
+                        if let cache {
+                            let entries = try indices.map { try cache.entry(index: $0, yawOffset: loader.yawOffset(index: $0, epoch: state.epoch)) }
+                            loss = try lossOf(cached: entries) / Double(accumulation)
+                        } else {
+                            let samples = try indices.map { try loader.sample(index: $0, epoch: state.epoch) }
+                            loss = try lossOf(samples) / Double(accumulation)
+                        }
                         try loss.backward()
                         stepLoss += try loss.item()
                         state.positionInEpoch += batch
@@ -186,13 +204,31 @@ public final class Trainer {
     /// MSE between the predicted and the true noise for a batch of panoramas.
     func lossOf(_ samples: [MultiViewSample]) throws -> Tensor {
         let (images, K, R, prompts) = try MultiViewSample.collate(samples)
-        let (b, v) = (try images.size(0), try images.size(1))
         let flat = try images.flatten(start: 0, end: 1).to(dtype: vae.encoder.conv_in.weight.dtype, device: device)
         let (latents, context) = try withNoGrad {
             let latents = try vae.encode(flat).sample(generator: generator) * vae.scalingFactor
             let context = try textEncoder(tokenizer(prompts.flatMap { $0 }).to(device: device))
             return (latents, context)
         }
+        return try lossOf(latents: latents, context: context, K: K, R: R)
+    }
+
+    /// The same loss from cached VAE posteriors and prompt embeddings: one draw of the generator for
+    /// the latents of the whole batch, as `vae.encode(…).sample(generator:)` makes.
+    func lossOf(cached entries: [LatentCache.Entry]) throws -> Tensor {
+        let dtype = vae.encoder.conv_in.weight.dtype
+        let moments = try Tensor.cat([Tensor.cat(entries.map(\.mean)), Tensor.cat(entries.map(\.logvar))], dim: 1)
+            .to(dtype: dtype, device: device)
+        let latents = try withNoGrad { try DiagonalGaussianDistribution(moments: moments).sample(generator: generator) * vae.scalingFactor }
+        let context = try Tensor.cat(entries.map(\.textEmbeddings)).to(dtype: dtype, device: device)
+        return try lossOf(latents: latents, context: context, K: Tensor.stack(entries.map(\.intrinsics)),
+                          R: Tensor.stack(entries.map(\.rotations)))
+    }
+
+    /// MSE between the predicted and the true noise given latents `[B·V, C, h, w]` (scaled), prompt
+    /// embeddings `[B·V, T, D]` and cameras `[B, V, 3, 3]`.
+    func lossOf(latents: Tensor, context: Tensor, K: Tensor, R: Tensor) throws -> Tensor {
+        let (b, v) = (try K.size(0), try K.size(1))
         let timesteps = try Tensor.randint(0, noise.schedule.trainTimesteps, [b], generator: generator)
         let perView = try timesteps.repeatInterleaveViews(v)
         let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: generator).to(dtype: latents.dtype, device: device)

@@ -31,8 +31,8 @@ enum SegmentationComponents {
 
     /// The case's `model`. The selfie models live outside the repository (`make setup` fetches them),
     /// so committed cases name them as `$BACKDROP_ASSETS/models/<file>.tflite`: a leading `$NAME/`
-    /// is taken from the environment, an absolute path is used as is, anything else is relative to the
-    /// case folder (what `ParityCase` already resolved).
+    /// is taken from the environment (BACKDROP_ASSETS defaults to ~/.cache/backdrop/assets, where
+    /// `make setup` puts it); anything else is what `ParityCase` resolved (relative to the case folder).
     static func modelURL(_ c: ParityCase) throws -> URL {
         let prefix = c.directory.standardizedFileURL.path + "/"
         let resolved = c.model.standardizedFileURL.path
@@ -40,10 +40,19 @@ enum SegmentationComponents {
         let raw = String(resolved.dropFirst(prefix.count))
         guard raw.hasPrefix("$") else { return c.model }
         let name = String(raw.dropFirst().prefix { $0 != "/" })
-        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
-            throw ParityError("\(c.name): model '\(raw)' needs $\(name), which is not set (`make` exports BACKDROP_ASSETS; `make setup` fetches the models)")
+        var value = ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
+        if value == nil, name == "BACKDROP_ASSETS" {
+            // Where `make setup` puts the assets, as the Segmenter's default.
+            value = Segmenter.defaultModelsDirectory.deletingLastPathComponent().path
         }
-        return URL(fileURLWithPath: value).appendingPathComponent(String(raw.dropFirst(1 + name.count)))
+        guard let value else {
+            throw ParityError("\(c.name): model '\(raw)' needs $\(name), which is not set")
+        }
+        let url = URL(fileURLWithPath: value).appendingPathComponent(String(raw.dropFirst(1 + name.count)))
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ParityError("\(c.name): model \(url.path) is missing: run `make setup`")
+        }
+        return url
     }
 
     /// |A ∩ B| / |A ∪ B| of the two masks thresholded at `threshold` (1 when both are empty).

@@ -49,6 +49,10 @@ public final class Attention: Module {
     }
 
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil) throws -> Tensor {
+        guard x.rank == 3 || x.rank == 4, context.map({ $0.rank == 3 }) ?? true else {
+            throw TorchError("Attention: expected tokens [B, L, C] or a map [B, C, H, W] and a context [B, S, D], "
+                             + "got \(x.shape) and \(context.map { "\($0.shape)" } ?? "none")")
+        }
         var tokens = x
         if x.rank == 4 {
             let s = x.shape
@@ -71,8 +75,9 @@ public final class Attention: Module {
             let t = upcast && (dtype == .float16 || dtype == .bfloat16) ? try t.to(dtype: .float32) : t
             return try t.reshape([s[0], s[1], heads, s[2] / heads]).transpose(1, 2)
         }
-        // diffusers casts the probabilities back to half before the product with v; keeping v in
-        // float32 as well differs from it by one rounding, only in half precision.
+        // Upcasting, diffusers keeps the VAE's scores in half (only its softmax is float32) and casts
+        // the probabilities back to half before the product with v; taking q, k and v to float32
+        // is at most a rounding away from that, and only in half precision.
         let attended = try F.scaledDotProductAttention(split(q), split(k), split(v), scale: scale)
         let s = q.shape
         return try attended.transpose(1, 2).reshape(s).to(dtype: dtype)
@@ -165,6 +170,7 @@ public final class Transformer2DModel: Module {
     }
 
     public func callAsFunction(_ x: Tensor, context: Tensor) throws -> Tensor {
+        guard x.rank == 4 else { throw TorchError("Transformer2DModel: expected [B, C, H, W], got \(x.shape)") }
         let (b, h, w) = (x.shape[0], x.shape[2], x.shape[3])
         func toTokens(_ t: Tensor) throws -> Tensor { try t.permute(0, 2, 3, 1).reshape([b, h * w, t.shape[1]]) }
         func toMap(_ t: Tensor) throws -> Tensor {

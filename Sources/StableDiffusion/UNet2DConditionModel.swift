@@ -164,6 +164,16 @@ public struct UNet2DConditionConfig: Decodable, Sendable, Equatable {
             down_block_types.count, key: "only_cross_attention").contains(true) {
             throw refuse("only_cross_attention", "only false is supported")
         }
+        let kinds: [(ConfigKey, [String], Set<String>)] = [
+            ("down_block_types", down_block_types, ["CrossAttnDownBlock2D", "DownBlock2D"]),
+            ("up_block_types", up_block_types, ["CrossAttnUpBlock2D", "UpBlock2D"]),
+            ("mid_block_type", mid_block_type.map { [$0] } ?? [], ["UNetMidBlock2DCrossAttn"]),
+        ]
+        for (key, types, supported) in kinds {
+            if let other = types.first(where: { !supported.contains($0) }) {
+                throw refuse(key, "block type '\(other)' is not supported (\(supported.sorted().joined(separator: ", ")))")
+            }
+        }
     }
 }
 

@@ -26,7 +26,8 @@ struct DatasetCommand: ParsableCommand {
         @Option(help: "Output folder (an mp3d_skybox-style root).") var out: String
         @Option(help: "Number of panoramas.") var count: Int
         @Option(help: "Seed of the room generator.") var seed: UInt64 = 0
-        @Option(help: "Cube face size in pixels.") var faceSize: Int = 512
+        @Option(help: "Cube face size in pixels (Matterport's are 1024; use at least the view size you train at).")
+        var faceSize: Int = 256
         @Flag(help: "Also write PanFusion's stitched equirectangular images and captions.") var stitched = false
         @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
 
@@ -34,13 +35,14 @@ struct DatasetCommand: ParsableCommand {
             if let threads { Runtime.threads = threads }
             let root = URL(fileURLWithPath: out)
             let progress = ProgressReporter(title: "synthetic rooms", total: count)
-            let start = Date()
+            let start = Date(), cpuStart = processCPUSeconds()
             let records = try SyntheticRooms.generate(
                 into: root, options: .init(count: count, seed: seed, faceSize: faceSize, stitched: stitched),
                 progress: progress)
-            let seconds = Date().timeIntervalSince(start)
+            let seconds = Date().timeIntervalSince(start), cpu = processCPUSeconds() - cpuStart
             print("wrote \(records.count) panoramas (\(faceSize)² faces) to \(root.path) in "
-                  + String(format: "%.1f s (%.2f panoramas/s)", seconds, Double(records.count) / seconds))
+                  + String(format: "%.1f s (%.2f panoramas/s; %.2f CPU-s per panorama on %d threads)", seconds,
+                           Double(records.count) / seconds, cpu / Double(records.count), Runtime.threads))
         }
     }
 
@@ -108,7 +110,7 @@ struct DatasetCommand: ParsableCommand {
             _ = try loader.sample(index: 0, epoch: 0)  // warm-up: grids, allocator
             let progress = ProgressReporter(title: "loader", total: count)
             var views = 0, done = 0
-            let start = Date()
+            let start = Date(), cpuStart = processCPUSeconds()
             do {
                 for epoch in 0... {
                     try loader.forEach(epoch: epoch) { sample in
@@ -120,11 +122,22 @@ struct DatasetCommand: ParsableCommand {
                 }
             } catch is StopIteration {}
             progress.finish()
-            let seconds = Date().timeIntervalSince(start)
-            print(String(format: "%d panoramas, %d views of %d² in %.2f s: %.1f views/s (%d threads, %@ layout)",
-                         done, views, size, seconds, Double(views) / seconds, threads, layout.rawValue))
+            let seconds = Date().timeIntervalSince(start), cpu = processCPUSeconds() - cpuStart
+            // CPU time too: on a shared machine wall time also measures the neighbours.
+            print(String(format: "%d panoramas, %d views of %d² in %.2f s: %.1f views/s (%d threads, %@ layout; "
+                         + "%.3f CPU-s per view)", done, views, size, seconds, Double(views) / seconds, threads,
+                         layout.rawValue, cpu / Double(max(views, 1))))
         }
     }
+}
+
+/// CPU seconds (user + system) this process has used so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return user + system
 }
 
 /// Ends a loader pass early (caught by the caller).

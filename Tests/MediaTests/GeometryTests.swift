@@ -50,7 +50,7 @@ final class GeometryTests: XCTestCase {
         for _ in 0..<50 {
             let o = Orientation(yaw: .random(in: -179...179, using: &g), pitch: .random(in: -89...89, using: &g),
                                 roll: .random(in: -179...179, using: &g))
-            let back = Orientation(matrixValues: o.matrixValues)
+            let back = try Orientation(matrixValues: o.matrixValues)
             XCTAssertEqual(back.yaw, o.yaw, accuracy: 1e-9)
             XCTAssertEqual(back.pitch, o.pitch, accuracy: 1e-9)
             XCTAssertEqual(back.roll, o.roll, accuracy: 1e-9)
@@ -66,7 +66,7 @@ final class GeometryTests: XCTestCase {
         XCTAssertLessThan(try TestSupport.maxAbsDifference(angles.pitch, Tensor(pitches)), 1e-9)
         XCTAssertLessThan(try TestSupport.maxAbsDifference(angles.roll, Tensor(rolls)), 1e-9)
         // Gimbal lock: roll reported as 0, the matrix still reproduced.
-        let locked = Orientation(matrixValues: Orientation(yaw: 30, pitch: 90).matrixValues)
+        let locked = try Orientation(matrixValues: Orientation(yaw: 30, pitch: 90).matrixValues)
         XCTAssertEqual(locked.pitch, 90, accuracy: 1e-9)
         assertClose(locked.matrixValues, Orientation(yaw: 30, pitch: 90).matrixValues, "gimbal lock")
     }

@@ -39,9 +39,24 @@ final class UNetTests: XCTestCase {
             XCTAssertEqual((error as? LoadingError)?.key, "class_embed_type", "\(error)")
         }
         XCTAssertThrowsError(try ConfigFile.decode(UNet2DConditionConfig.self,
+                                                   from: Data(#"{"up_block_types": ["AttnUpBlock2D"]}"#.utf8),
+                                                   file: "config.json")) { error in
+            XCTAssertEqual((error as? LoadingError)?.key, "up_block_types", "\(error)")
+        }
+        XCTAssertThrowsError(try ConfigFile.decode(UNet2DConditionConfig.self,
                                                    from: Data(#"{"num_attention_heads": 8}"#.utf8),
                                                    file: "config.json")) { error in
             XCTAssertEqual((error as? LoadingError)?.key, "num_attention_heads", "\(error)")
+        }
+    }
+
+    func testMisShapedInputsThrowInsteadOfCrashing() throws {
+        let unet = try UNet2DConditionModel(config: Self.smallSD2)
+        let (sample, timestep, context) = try Self.inputs(unet, size: 8)
+        try withNoGrad {
+            XCTAssertThrowsError(try unet(sample.select(dim: 0, index: 0), timestep: timestep, encoderHiddenStates: context))
+            XCTAssertThrowsError(try unet(sample, timestep: timestep, encoderHiddenStates: context.select(dim: 0, index: 0)))
+            XCTAssertThrowsError(try unet(sample, timestep: timestep, encoderHiddenStates: context.narrow(dim: 2, start: 0, length: 5)))
         }
     }
 

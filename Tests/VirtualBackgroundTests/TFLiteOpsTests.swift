@@ -20,16 +20,28 @@ final class TFLiteOpsTests: XCTestCase {
     func testLegacyBilinearMapping() throws {
         // TF legacy: source = dst · in/out, upper neighbour clamped to the last pixel.
         let x = try Tensor([0, 10, 20, 30] as [Float], shape: [1, 1, 1, 4])
-        let tf = try LegacyAxis(input: 4, output: 6, dim: 3).resample(x).toArray(Float.self)
+        let tf = try ResampleAxis(input: 4, output: 6, dim: 3).resample(x).toArray(Float.self)
         let expected: [Float] = [0, 20.0 / 3, 40.0 / 3, 20, 80.0 / 3, 30]
         for (a, b) in zip(tf, expected) { XCTAssertEqual(a, b, accuracy: 1e-4) }
         // OpenCV's warp: the same mapping on a 1/32 grid, zero past the border.
-        let cv = try LegacyAxis(input: 2, output: 4, dim: 3, subpixelSteps: 32, zeroBeyondEdge: true)
+        let cv = try ResampleAxis(input: 2, output: 4, dim: 3, subpixelSteps: 32, zeroBeyondEdge: true)
             .resample(Tensor([8, 16] as [Float], shape: [1, 1, 1, 2])).toArray(Float.self)
         XCTAssertEqual(cv, [8, 12, 16, 8])
         // Along the rows too.
-        let rows = try LegacyAxis(input: 2, output: 4, dim: 2).resample(Tensor([8, 16] as [Float], shape: [1, 1, 2, 1]))
+        let rows = try ResampleAxis(input: 2, output: 4, dim: 2).resample(Tensor([8, 16] as [Float], shape: [1, 1, 2, 1]))
         XCTAssertEqual(try rows.toArray(Float.self), [8, 12, 16, 16])
+    }
+
+    /// The separable half-pixel resize equals PyTorch's bilinear interpolate (align_corners false),
+    /// up- and downscaling, one and several channels.
+    func testHalfPixelResizeMatchesInterpolate() throws {
+        let generator = try Generator(seed: 5)
+        for (shape, size) in [([1, 1, 16, 16], (45, 80)), ([2, 3, 20, 12], (7, 30)), ([1, 1, 9, 16], (9, 16))] {
+            let x = try Tensor.rand(shape, generator: generator)
+            let ours = try BilinearResize(from: (shape[2], shape[3]), to: size, mapping: .halfPixel)(x)
+            let theirs = try F.interpolate(x, size: IntPair(size.0, size.1), mode: .bilinear, alignCorners: false)
+            XCTAssertLessThan(try TestSupport.maxAbsDifference(ours, theirs), 1e-6, "\(shape) → \(size)")
+        }
     }
 
     /// MediaPipe's reference loop (transpose_conv_bias.cc), NHWC input and OHWI weights.

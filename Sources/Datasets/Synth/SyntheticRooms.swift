@@ -19,7 +19,8 @@ public enum SyntheticRooms {
     public struct Options: Sendable {
         public var count: Int
         public var seed: UInt64
-        /// Cube face size in pixels (Matterport's are 1024; 512 suits 512-pixel views).
+        /// Cube face size in pixels (Matterport's are 1024; faces at least as large as the views keep
+        /// them sharp).
         public var faceSize: Int
         /// Also write PanFusion's stitched equirectangular images and captions.
         public var stitched: Bool
@@ -27,7 +28,7 @@ public enum SyntheticRooms {
         /// Resolution of the object buffers that captions are computed from.
         public var captionResolution: Int
 
-        public init(count: Int, seed: UInt64 = 0, faceSize: Int = 512, stitched: Bool = false, jpegQuality: Int = 92,
+        public init(count: Int, seed: UInt64 = 0, faceSize: Int = 256, stitched: Bool = false, jpegQuality: Int = 92,
                     captionResolution: Int = 48) {
             self.count = count
             self.seed = seed

@@ -40,6 +40,8 @@ public final class MaskPostProcessor {
     public var settings: MaskPostProcessing
     /// The smoothed probabilities of the last frame, `[h, w]` at the model resolution.
     private var previous: Tensor?
+    /// The last upsampler, kept while the sizes stay the same.
+    private var upsample: (from: [Int], to: [Int], resize: BilinearResize)?
 
     public init(_ settings: MaskPostProcessing = MaskPostProcessing()) {
         self.settings = settings
@@ -75,7 +77,10 @@ public final class MaskPostProcessor {
         var out = try mask.reshape([1, 1, h, w])
         let (outH, outW) = (height ?? h, width ?? w)
         if outH != h || outW != w {
-            out = try F.interpolate(out, size: IntPair(outH, outW), mode: .bilinear, alignCorners: false)
+            if upsample?.from != [h, w] || upsample?.to != [outH, outW] {
+                upsample = ([h, w], [outH, outW], try BilinearResize(from: (h, w), to: (outH, outW), mapping: .halfPixel))
+            }
+            out = try upsample.map { try $0.resize(out) } ?? out
             // Re-binarising the interpolated mask gives smooth contours at the frame resolution
             // instead of model-sized staircase blocks.
             if s.threshold != nil { out = try (out .>= 0.5).to(dtype: .float32) }

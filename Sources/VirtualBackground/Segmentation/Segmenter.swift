@@ -15,6 +15,7 @@ public struct SegmentationError: Error, CustomStringConvertible, Equatable {
 /// model size (no aspect preservation) with OpenCV-style bilinear sampling, fed as RGB in [0, 1],
 /// and the model's sigmoid output is resized back to the frame with half-pixel bilinear interpolation.
 /// Post-processing (threshold, temporal smoothing, blob removal, feathering) is `MaskPostProcessor`'s.
+/// One instance per thread: it caches per-frame-size resampling tables.
 public final class Segmenter {
     /// The two MediaPipe selfie segmentation models.
     public enum Model: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -51,8 +52,10 @@ public final class Segmenter {
     public let inputHeight: Int
     public let inputWidth: Int
 
-    /// Input resamplers per frame size (a call sees the same size every frame).
-    private var resamplers: [Size: (rows: LegacyAxis, columns: LegacyAxis)] = [:]
+    /// Resizers to the model (MediaPipe's warp) and back (its mask resize) per frame size; a call sees
+    /// the same size every frame.
+    private var toModel: [Size: BilinearResize] = [:]
+    private var toFrame: [Size: BilinearResize] = [:]
     private struct Size: Hashable { let height: Int, width: Int }
 
     /// Loads one of the MediaPipe models from `directory` (default: `defaultModelsDirectory`).
@@ -93,7 +96,10 @@ public final class Segmenter {
         let (h, w) = (batched.shape[2], batched.shape[3])
         var mask = try graph([try modelInput(batched)])[0]
         if h != inputHeight || w != inputWidth {
-            mask = try F.interpolate(mask, size: IntPair(h, w), mode: .bilinear, alignCorners: false)
+            let size = Size(height: h, width: w)
+            let resize = try toFrame[size] ?? BilinearResize(from: (inputHeight, inputWidth), to: (h, w), mapping: .halfPixel)
+            toFrame[size] = resize
+            mask = try resize(mask)
         }
         return image.rank == 3 ? try mask.squeeze(dim: 0) : mask
     }
@@ -107,21 +113,17 @@ public final class Segmenter {
         let x = try batch(image)
         let (h, w) = (x.shape[2], x.shape[3])
         let isUInt8 = x.dtype == .uint8
-        var pixels = try x.to(dtype: .float32)
+        var pixels = x
         if h != inputHeight || w != inputWidth {
             let size = Size(height: h, width: w)
-            let axes: (rows: LegacyAxis, columns: LegacyAxis)
-            if let cached = resamplers[size] {
-                axes = cached
-            } else {
-                axes = (try LegacyAxis(input: h, output: inputHeight, dim: 2, subpixelSteps: 32, zeroBeyondEdge: true),
-                        try LegacyAxis(input: w, output: inputWidth, dim: 3, subpixelSteps: 32, zeroBeyondEdge: true))
-                resamplers[size] = axes
-            }
-            pixels = try axes.columns.resample(axes.rows.resample(pixels))
+            let resize = try toModel[size] ?? BilinearResize(from: (h, w), to: (inputHeight, inputWidth), mapping: .cornerAligned,
+                                                              subpixelSteps: 32, zeroBeyondEdge: true)
+            toModel[size] = resize
+            pixels = try resize(pixels)
             // OpenCV's fixed-point interpolation of 8-bit images rounds half up.
             if isUInt8 { pixels = try (pixels + 0.5).floor() }
         }
+        pixels = try pixels.to(dtype: .float32)
         return isUInt8 ? try pixels / 255 : pixels
     }
 

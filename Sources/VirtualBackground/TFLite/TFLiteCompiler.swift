@@ -7,8 +7,15 @@ struct TFLiteCompiler {
     let graph: TFLiteSubgraph
     /// Constant values by tensor index, in TFLite's layout and dtype.
     var constants: [Int: Tensor] = [:]
+    /// The position of the last operator that reads each tensor.
+    private var lastReader: [Int: Int] = [:]
+    /// Tensors that must never be overwritten: the caller's inputs, the outputs, and both sides of
+    /// operators whose result may share storage with their input (RESHAPE views, a no-op DEQUANTIZE).
+    private var protected: Set<Int> = []
 
     typealias Step = TFLiteGraph.Step
+    /// The largest tensor a graph may declare (2²⁸ elements, 1 GiB of float32).
+    static let maxElements = 1 << 28
 
     init(model: TFLiteModel, graph: TFLiteSubgraph) throws {
         self.model = model
@@ -16,6 +23,24 @@ struct TFLiteCompiler {
         for (index, tensor) in graph.tensors.enumerated() where !model.buffers[tensor.buffer].isEmpty {
             constants[index] = try constantTensor(tensor, index: index)
         }
+        // Shapes size tables and buffers made while compiling: a damaged file must not ask for terabytes.
+        for (index, tensor) in graph.tensors.enumerated() {
+            guard let count = tensor.elementCount, count <= Self.maxElements else {
+                throw TFLiteError("\(model.name): tensor \(index) ('\(tensor.name)'): implausible shape \(tensor.shape)")
+            }
+        }
+        protected = Set(graph.inputs + graph.outputs)
+        for (position, op) in graph.operators.enumerated() {
+            for input in op.inputs where input >= 0 { lastReader[input] = position }
+            let builtin = model.operatorCodes[op.opcodeIndex].builtin
+            if builtin == .reshape || builtin == .dequantize { protected.formUnion(op.inputs + op.outputs) }
+        }
+    }
+
+    /// Whether the operator at `position` may overwrite run-time tensor `index` in place: nothing reads
+    /// it afterwards and its storage is its own.
+    func consumable(_ index: Int, at position: Int) -> Bool {
+        lastReader[index] == position && !protected.contains(index) && constants[index] == nil
     }
 
     private func constantTensor(_ tensor: TFLiteTensor, index: Int) throws -> Tensor {
@@ -67,11 +92,17 @@ struct TFLiteCompiler {
         case .conv2D: return try context.convolution(depthwise: false)
         case .depthwiseConv2D: return try context.convolution(depthwise: true)
         case .hardSwish: return try context.unary { try $0.hardswish() }
-        case .relu: return try context.unary { try $0.relu() }
+        case .relu:
+            // In place when this is the input's last use: saves allocating and filling a new tensor.
+            if consumable(try context.input(0), at: position) {
+                let zero = try Tensor(scalar: Float(0))
+                return try context.unary { x in try x.maximum_(zero); return x }
+            }
+            return try context.unary { try $0.relu() }
         case .relu6: return try context.unary { try $0.clamp(min: 0, max: 6) }
         case .logistic: return try context.unary { try $0.sigmoid() }
-        case .add: return try context.binary { try $0 + $1 }
-        case .mul: return try context.binary { try $0 * $1 }
+        case .add: return try context.binary({ try $0 + $1 }, inPlace: { try $0.add_($1) })
+        case .mul: return try context.binary({ try $0 * $1 }, inPlace: { try $0.mul_($1) })
         case .resizeBilinear: return try context.resizeBilinear()
         case .averagePool2D: return try context.pool(max: false)
         case .maxPool2D: return try context.pool(max: true)

@@ -15,7 +15,7 @@ public final class TFLiteGraph {
     public let inputNames: [String]
     public let outputNames: [String]
 
-    private let steps: [Step]
+    let steps: [Step]
     private let inputIndices: [Int]
     private let outputIndices: [Int]
     private let tensorCount: Int

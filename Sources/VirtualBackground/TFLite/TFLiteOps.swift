@@ -35,7 +35,7 @@ extension OpContext {
         let bias = try optionalConstant(2)?.to(dtype: .float32)
         guard filter.rank == 4 else { throw error("filter must be rank 4, got \(filter.shape)") }
         let channels = inShape[3]
-        let weight: Tensor
+        var weight: Tensor
         let groups: Int
         if depthwise {
             // The filter's last axis is C·m; TFLite ignores depth_multiplier when the shapes say it all.
@@ -51,6 +51,10 @@ extension OpContext {
             weight = try filter.permute(0, 3, 1, 2).contiguous()
             groups = channels / filter.shape[3]
         }
+        // LibTorch takes a 1×1 weight permuted from OHWI as "contiguous" but with channels-last strides,
+        // and then runs the convolution channels-last with a layout conversion of every input. A
+        // flat round trip gives the weight plain NCHW strides.
+        weight = try weight.reshape([weight.count]).reshape(weight.shape)
         let (kh, kw) = (filter.shape[1], filter.shape[2])
         let stride = IntPair(options.strideH, options.strideW)
         let dilation = IntPair(options.dilationH, options.dilationW)
@@ -104,7 +108,10 @@ extension OpContext {
 
     /// ADD / MUL with NumPy broadcasting and a fused activation. A constant operand is converted to
     /// the run-time layout once: padded with leading 1s to the output's rank and, for rank 4, NCHW.
-    func binary(_ f: @escaping (Tensor, Tensor) throws -> Tensor) throws -> TFLiteGraph.Step {
+    /// `inPlace` (a ← a ∘ b, for commutative ops) overwrites an operand that has the output's shape
+    /// and is read by nothing later (the residual adds and the squeeze-and-excite scaling).
+    func binary(_ f: @escaping (Tensor, Tensor) throws -> Tensor,
+                inPlace: ((Tensor, Tensor) throws -> Void)? = nil) throws -> TFLiteGraph.Step {
         let activation: TFLiteActivation
         switch op.options {
         case .elementwise(let a): activation = try checked(a)
@@ -122,11 +129,25 @@ extension OpContext {
         // Run-time operands of lower rank are in TFLite's order; rank-4 ones are NCHW already.
         let lowRank = [a, b].map { compiler.shape($0).count < 4 && rank == 4 }
         func fix(_ t: Tensor, _ k: Int) throws -> Tensor { lowRank[k] ? try runtimeLayout(t) : t }
+        // Which run-time operand (0 or 1) may take the result in place.
+        let reusable = [a, b].indices.first { k in
+            inPlace != nil && !lowRank[k] && compiler.shape([a, b][k]) == outputShape
+                && compiler.consumable([a, b][k], at: position)
+        }
         switch (compiler.constants[a], compiler.constants[b]) {
         case (nil, nil):
+            if let k = reusable, let inPlace {
+                return step([a, b]) { args in
+                    try inPlace(args[k], fix(args[1 - k], 1 - k))
+                    return try Self.fused(activation, args[k])
+                }
+            }
             return step([a, b]) { try Self.fused(activation, f(fix($0[0], 0), fix($0[1], 1))) }
         case (nil, let c?):
             let constant = try runtimeLayout(c.to(dtype: .float32))
+            if reusable == 0, let inPlace {
+                return step([a]) { args in try inPlace(args[0], constant); return try Self.fused(activation, args[0]) }
+            }
             return step([a]) { try Self.fused(activation, f(fix($0[0], 0), constant)) }
         case (let c?, nil):
             let constant = try runtimeLayout(c.to(dtype: .float32))
@@ -155,9 +176,8 @@ extension OpContext {
             let align = options.alignCorners
             return step([x]) { try F.interpolate($0[0], size: size, mode: .bilinear, alignCorners: align) }
         }
-        let rows = try LegacyAxis(input: inShape[1], output: size.height, dim: 2)
-        let columns = try LegacyAxis(input: inShape[2], output: size.width, dim: 3)
-        return step([x]) { try columns.resample(rows.resample($0[0])) }
+        let resize = try BilinearResize(from: (inShape[1], inShape[2]), to: (size.height, size.width), mapping: .cornerAligned)
+        return step([x]) { try resize($0[0]) }
     }
 
     /// AVERAGE_POOL_2D / MAX_POOL_2D. TFLite's average ignores padded pixels (counts only those
@@ -228,45 +248,6 @@ extension OpContext {
             let y = try (toNHWC ? args[0].permute(0, 2, 3, 1) : args[0]).reshape(target)
             return toNCHW ? try y.permute(0, 3, 1, 2).contiguous() : y
         }
-    }
-}
-
-/// Bilinear resampling along one axis with the corner-aligned "asymmetric" mapping source = dst·in/out:
-/// TF's legacy RESIZE_BILINEAR (neither align_corners nor half_pixel_centers), and OpenCV's warps
-/// of a whole image onto a tensor (MediaPipe's ImageToTensorCalculator). Lower neighbour floor(source),
-/// upper one lower + 1; past the last pixel the upper one is the last pixel (TF) or zero (OpenCV's
-/// BORDER_ZERO, `zeroBeyondEdge`); it only matters when upsampling.
-struct LegacyAxis {
-    let dim: Int
-    let lower: Tensor, upper: Tensor, weight: Tensor
-    /// Whether some upper neighbour is the zero pixel appended past the edge.
-    let padsZero: Bool
-
-    /// `subpixelSteps` rounds source coordinates to that grid (OpenCV's INTER_TAB_SIZE of 32).
-    init(input: Int, output: Int, dim: Int, subpixelSteps: Int? = nil, zeroBeyondEdge: Bool = false) throws {
-        self.dim = dim
-        let scale = Double(input) / Double(output)
-        var lo: [Int64] = [], hi: [Int64] = [], w: [Float] = []
-        for o in 0..<output {
-            var source = Double(o) * scale
-            if let steps = subpixelSteps { source = (source * Double(steps)).rounded() / Double(steps) }
-            let l = min(max(Int(source.rounded(.down)), 0), input - 1)
-            lo.append(Int64(l))
-            hi.append(Int64(zeroBeyondEdge ? min(l + 1, input) : min(l + 1, input - 1)))
-            w.append(Float(source - Double(l)))
-        }
-        padsZero = hi.contains(Int64(input))
-        lower = try Tensor(lo)
-        upper = try Tensor(hi)
-        // Broadcast along `dim` of an NCHW tensor.
-        weight = try Tensor(w, shape: dim == 2 ? [1, 1, output, 1] : [1, 1, 1, output])
-    }
-
-    func resample(_ x: Tensor) throws -> Tensor {
-        let a = try x.indexSelect(dim: dim, index: lower)
-        let padded = padsZero ? try F.pad(x, dim == 2 ? [0, 0, 0, 1] : [0, 1]) : x
-        let b = try padded.indexSelect(dim: dim, index: upper)
-        return try a + (b - a) * weight
     }
 }
 
