@@ -19,7 +19,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test demo bench bench-caa fixtures parity-full clean
+.PHONY: setup apt venv assets build test demo bench bench-caa bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos
 
@@ -161,6 +161,11 @@ bench: setup
 bench-caa: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
+
+# Issue 4: one smoke-config epoch with the VAE and text encoder in the loop vs from the HDF5 latent cache.
+bench-cache: setup
+	swift build $(RELEASE) --product backdrop
+	tools/bench_cache.sh .build/release/backdrop $(BENCH_THREADS)
 
 # Regenerates the committed test fixtures from the Python reference.
 fixtures: setup

@@ -9,7 +9,8 @@
 // without the interpreter's or the binary's own footprint.
 // Time is reported twice: wall-clock and the process's CPU time, both medians over the timed runs.
 // On a machine shared with other work the wall-clock ratio swings with the load; the CPU-time
-// ratio (work done, whatever the scheduling) stays stable, so it is printed as well.
+// ratio (work done, whatever the scheduling) swings much less — with one thread; with several it
+// also counts OpenMP's spin-waiting, which grows with the load.
 import Foundation
 import StableDiffusion
 import Torch
