@@ -12,7 +12,9 @@ enum SegmentationBench {
     static let rounds = 3
 
     static func run(_ options: Options) throws {
-        print("\nsegmentation: MediaPipe selfie (general, 256×256), \(Runtime.threads) threads, ms per frame")
+        // Timings on a shared machine say little without its load (other processes' runnable threads).
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?"
+        print("\nsegmentation: MediaPipe selfie (general, 256×256), \(Runtime.threads) threads, ms per frame (load average \(load))")
         let segmenter: Segmenter
         do {
             segmenter = try Segmenter(.selfie)
