@@ -52,11 +52,10 @@ public final class Segmenter {
     public let inputHeight: Int
     public let inputWidth: Int
 
-    /// Resizers to the model (MediaPipe's warp) and back (its mask resize) per frame size; a call sees
-    /// the same size every frame.
-    private var toModel: [Size: BilinearResize] = [:]
-    private var toFrame: [Size: BilinearResize] = [:]
-    private struct Size: Hashable { let height: Int, width: Int }
+    /// The resizers to the model (MediaPipe's warp) and back (its mask resize) for the last frame size;
+    /// a call sees the same size every frame.
+    private var toModel: (size: [Int], resize: BilinearResize)?
+    private var toFrame: (size: [Int], resize: BilinearResize)?
 
     /// Loads one of the MediaPipe models from `directory` (default: `defaultModelsDirectory`).
     public convenience init(_ model: Model, modelsDirectory: URL? = nil) throws {
@@ -96,10 +95,10 @@ public final class Segmenter {
         let (h, w) = (batched.shape[2], batched.shape[3])
         var mask = try graph([try modelInput(batched)])[0]
         if h != inputHeight || w != inputWidth {
-            let size = Size(height: h, width: w)
-            let resize = try toFrame[size] ?? BilinearResize(from: (inputHeight, inputWidth), to: (h, w), mapping: .halfPixel)
-            toFrame[size] = resize
-            mask = try resize(mask)
+            if toFrame?.size != [h, w] {
+                toFrame = ([h, w], try BilinearResize(from: (inputHeight, inputWidth), to: (h, w), mapping: .halfPixel))
+            }
+            mask = try toFrame.map { try $0.resize(mask) } ?? mask
         }
         return image.rank == 3 ? try mask.squeeze(dim: 0) : mask
     }
@@ -115,11 +114,11 @@ public final class Segmenter {
         let isUInt8 = x.dtype == .uint8
         var pixels = x
         if h != inputHeight || w != inputWidth {
-            let size = Size(height: h, width: w)
-            let resize = try toModel[size] ?? BilinearResize(from: (h, w), to: (inputHeight, inputWidth), mapping: .cornerAligned,
-                                                              subpixelSteps: 32, zeroBeyondEdge: true)
-            toModel[size] = resize
-            pixels = try resize(pixels)
+            if toModel?.size != [h, w] {
+                toModel = ([h, w], try BilinearResize(from: (h, w), to: (inputHeight, inputWidth), mapping: .cornerAligned,
+                                                      subpixelSteps: 32, zeroBeyondEdge: true))
+            }
+            pixels = try toModel.map { try $0.resize(pixels) } ?? pixels
             // OpenCV's fixed-point interpolation of 8-bit images rounds half up.
             if isUInt8 { pixels = try (pixels + 0.5).floor() }
         }

@@ -20,14 +20,14 @@ struct TFLiteCompiler {
     init(model: TFLiteModel, graph: TFLiteSubgraph) throws {
         self.model = model
         self.graph = graph
-        for (index, tensor) in graph.tensors.enumerated() where !model.buffers[tensor.buffer].isEmpty {
-            constants[index] = try constantTensor(tensor, index: index)
-        }
         // Shapes size tables and buffers made while compiling: a damaged file must not ask for terabytes.
         for (index, tensor) in graph.tensors.enumerated() {
             guard let count = tensor.elementCount, count <= Self.maxElements else {
                 throw TFLiteError("\(model.name): tensor \(index) ('\(tensor.name)'): implausible shape \(tensor.shape)")
             }
+        }
+        for (index, tensor) in graph.tensors.enumerated() where !model.buffers[tensor.buffer].isEmpty {
+            constants[index] = try constantTensor(tensor, index: index)
         }
         protected = Set(graph.inputs + graph.outputs)
         for (position, op) in graph.operators.enumerated() {
