@@ -30,12 +30,10 @@ enum CLIPBench {
     /// In a child process (`--clip-workload NAME --threads N --repeats N`): runs one workload,
     /// prints `{"seconds": …, "peak_bytes": …}` and returns the exit status; nil otherwise.
     static func runChildIfRequested(_ arguments: [String] = CommandLine.arguments) -> Int32? {
-        guard let flag = arguments.firstIndex(of: "--clip-workload"), flag + 1 < arguments.count else { return nil }
-        func value(_ name: String, _ fallback: Int) -> Int {
-            arguments.firstIndex(of: name).flatMap { $0 + 1 < arguments.count ? Int(arguments[$0 + 1]) : nil } ?? fallback
-        }
-        guard let workload = workloads.first(where: { $0.name == arguments[flag + 1] }) else {
-            FileHandle.standardError.write(Data("unknown CLIP workload \(arguments[flag + 1])\n".utf8))
+        guard let request = ChildRequest(flag: "--clip-workload", arguments) else { return nil }
+        let value = request.integer
+        guard let workload = workloads.first(where: { $0.name == request.workload }) else {
+            FileHandle.standardError.write(Data("unknown CLIP workload \(request.workload)\n".utf8))
             return 2
         }
         Runtime.threads = value("--threads", 2)
