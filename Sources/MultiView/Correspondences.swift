@@ -135,16 +135,33 @@ public final class CorrespondenceCache: @unchecked Sendable {
 
     public var count: Int { lock.withLock { entries.count } }
 
-    public func geometry(K: Tensor, R: Tensor, height: Int, width: Int, device: Device) throws -> LevelGeometry {
+    /// A view layout prepared for lookups: its canonical rotations and cache key. Made once per
+    /// forward pass; each of the nine blocks then only looks its resolution up.
+    public struct Layout: @unchecked Sendable {
+        let K: Tensor
+        /// R₀ᵀ·Rᵢ: view 0 as the world frame.
+        let relative: Tensor
+        let key: String
+    }
+
+    public func layout(K: Tensor, R: Tensor) throws -> Layout {
         let relative = try relativeRotations(R)
-        let key = try layoutKey(K: K, relative: relative) + "|\(height)x\(width)|\(device)"
+        return Layout(K: K, relative: relative, key: try layoutKey(K: K, relative: relative))
+    }
+
+    public func geometry(_ layout: Layout, height: Int, width: Int, device: Device) throws -> LevelGeometry {
+        let key = layout.key + "|\(height)x\(width)|\(device)"
         if let hit = lock.withLock({ entries[key] }) { return hit }
         // Computed from the relative rotations, so the cached values do not depend on which
-        // panorama (which yaw offset) happened to fill the entry: training resumes bit-identically.
-        let geometry = try LevelGeometry(K: K, R: relative, height: height, width: width, imageSize: imageSize,
-                                         neighbours: neighbours, device: device)
+        // panorama (which yaw offset) happened to fill the entry.
+        let geometry = try LevelGeometry(K: layout.K, R: layout.relative, height: height, width: width,
+                                         imageSize: imageSize, neighbours: neighbours, device: device)
         lock.withLock { entries[key] = geometry }
         return geometry
+    }
+
+    public func geometry(K: Tensor, R: Tensor, height: Int, width: Int, device: Device) throws -> LevelGeometry {
+        try geometry(layout(K: K, R: R), height: height, width: width, device: device)
     }
 
     /// R₀ᵀ·Rᵢ for every view: the layout with view 0 as the world frame, rounded to 1e-9 so that

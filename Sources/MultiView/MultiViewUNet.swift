@@ -69,13 +69,12 @@ public final class MultiViewUNet: Module {
         // One timestep per panorama, repeated for its views.
         var t = timestep.rank == 0 ? try timestep.unsqueeze(0) : timestep
         if try t.size(0) == bv / v, v > 1 { t = try t.repeatInterleaveViews(v) }
-        let hooks = v > 1 ? CAAHooks(model: self, cameras: cameras, device: sample.device) : nil
+        let hooks = v > 1 ? CAAHooks(model: self, layout: try correspondences.layout(K: cameras.K, R: cameras.R)) : nil
         return try unet(sample, timestep: t, encoderHiddenStates: context, hooks: hooks)
     }
 
-    func apply(_ block: CAABlock, _ h: Tensor, _ cameras: ViewCameras) throws -> Tensor {
-        let geometry = try correspondences.geometry(K: cameras.K, R: cameras.R, height: h.size(2), width: h.size(3),
-                                                    device: h.device)
+    func apply(_ block: CAABlock, _ h: Tensor, _ layout: CorrespondenceCache.Layout) throws -> Tensor {
+        let geometry = try correspondences.geometry(layout, height: h.size(2), width: h.size(3), device: h.device)
         guard gradientCheckpointing, Autograd.isGradEnabled else { return try block(h, geometry: geometry) }
         return try Autograd.checkpoint([h], parameters: block.parameters()) { [try block($0[0], geometry: geometry)] }[0]
     }
@@ -84,15 +83,14 @@ public final class MultiViewUNet: Module {
 /// Runs the CAA blocks at the UNet's insertion points.
 struct CAAHooks: UNetHooks {
     let model: MultiViewUNet
-    let cameras: ViewCameras
-    let device: Device
+    let layout: CorrespondenceCache.Layout
 
     func afterDownBlock(_ index: Int, _ h: Tensor) throws -> Tensor {
-        try model.apply(model.cp_blocks_encoder[index], h, cameras)
+        try model.apply(model.cp_blocks_encoder[index], h, layout)
     }
-    func afterMidResnet(_ h: Tensor) throws -> Tensor { try model.apply(model.cp_blocks_mid, h, cameras) }
+    func afterMidResnet(_ h: Tensor) throws -> Tensor { try model.apply(model.cp_blocks_mid, h, layout) }
     func afterUpBlock(_ index: Int, _ h: Tensor) throws -> Tensor {
-        try model.apply(model.cp_blocks_decoder[index], h, cameras)
+        try model.apply(model.cp_blocks_decoder[index], h, layout)
     }
 }
 
