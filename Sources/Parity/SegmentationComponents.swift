@@ -29,30 +29,13 @@ enum SegmentationComponents {
         return ["mask": mask]
     }
 
-    /// The case's `model`. The selfie models live outside the repository (`make setup` fetches them),
-    /// so committed cases name them as `$BACKDROP_ASSETS/models/<file>.tflite`: a leading `$NAME/`
-    /// is taken from the environment (BACKDROP_ASSETS defaults to ~/.cache/backdrop/assets, where
-    /// `make setup` puts it); anything else is what `ParityCase` resolved (relative to the case folder).
+    /// The case's `model` (`ParityCase` expands `$BACKDROP_ASSETS/…`: the selfie models are fetched
+    /// by `make setup`, not committed), with a hint when it has not been fetched.
     static func modelURL(_ c: ParityCase) throws -> URL {
-        let prefix = c.directory.standardizedFileURL.path + "/"
-        let resolved = c.model.standardizedFileURL.path
-        guard resolved.hasPrefix(prefix) else { return c.model }
-        let raw = String(resolved.dropFirst(prefix.count))
-        guard raw.hasPrefix("$") else { return c.model }
-        let name = String(raw.dropFirst().prefix { $0 != "/" })
-        var value = ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
-        if value == nil, name == "BACKDROP_ASSETS" {
-            // Where `make setup` puts the assets, as the Segmenter's default.
-            value = Segmenter.defaultModelsDirectory.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: c.model.path) else {
+            throw ParityError("\(c.name): model \(c.model.path) is missing: run `make setup`")
         }
-        guard let value else {
-            throw ParityError("\(c.name): model '\(raw)' needs $\(name), which is not set")
-        }
-        let url = URL(fileURLWithPath: value).appendingPathComponent(String(raw.dropFirst(1 + name.count)))
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw ParityError("\(c.name): model \(url.path) is missing: run `make setup`")
-        }
-        return url
+        return c.model
     }
 
     /// |A ∩ B| / |A ∪ B| of the two masks thresholded at `threshold` (1 when both are empty).
