@@ -123,6 +123,15 @@ models: $(TINY_SD)/model_index.json
 $(TINY_SD)/model_index.json: tools/make_tiny_sd.py | venv assets
 	@$(PY) tools/make_tiny_sd.py --out $(TINY_SD) >/dev/null
 
+# DeepLabV3 reference fixtures (torchvision with random, seeded weights; ~470 MB of state dicts, so
+# generated here, never committed), keyed by the script's hash; older generations are removed.
+DEEPLAB_FIXTURES := $(CACHE)/models/deeplab-fixtures-$(shell sha256sum tools/make_deeplab_fixtures.py 2>/dev/null | cut -c1-12)
+export BACKDROP_DEEPLAB_FIXTURES := $(DEEPLAB_FIXTURES)
+models: $(DEEPLAB_FIXTURES)/manifest.json
+$(DEEPLAB_FIXTURES)/manifest.json: tools/make_deeplab_fixtures.py | venv assets-photos
+	@rm -rf $(CACHE)/models/deeplab-fixtures-*
+	@$(PY) tools/make_deeplab_fixtures.py --out $(@D) >/dev/null
+
 build: setup
 	swift build $(SWIFT_BUILD_FLAGS)
 

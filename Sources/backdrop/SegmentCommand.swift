@@ -7,78 +7,82 @@ import VirtualBackground
 struct SegmentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "segment",
-        abstract: "Person masks of images with MediaPipe's selfie segmentation, run on LibTorch.",
+        abstract: "Person masks of an image or a video with MediaPipe's selfie segmentation or DeepLabV3, run on LibTorch.",
         discussion: """
-            Writes 8-bit grayscale PNG masks at the input's size (255 = person). The model output is \
-            post-processed as the OBS background-removal plugin does: temporal smoothing, threshold, \
-            small-blob removal, optional feathering. With a folder, its images (sorted by name) are \
-            treated as consecutive video frames, so the smoothing carries over from frame to frame. \
-            --raw writes the model's probabilities before any post-processing, scaled to 0–255. The \
-            models come from `make setup` (the mediapipe 0.10.14 wheel) or --model.
+            Writes 8-bit grayscale PNG masks at the input's size (255 = person). For an image, --out is \
+            the mask file. For a video (.y4m, a folder of PNG/JPEG frames sorted by name, or anything \
+            ffmpeg decodes), --out is a folder receiving one mask per frame: frame_000000.png, … \
+            (for a folder of frames, <name>.png after each frame's file).
+
+            The model output is post-processed as the OBS background-removal plugin does: temporal \
+            smoothing, threshold, small-blob removal, optional feathering; the smoothing carries over \
+            from frame to frame. --raw writes the model's probabilities before any post-processing, \
+            scaled to 0–255.
+
+            Frames that barely differ from the last frame the model ran on reuse its output \
+            (--skip-threshold: the mean absolute difference, in 8-bit gray levels, between 64-pixel \
+            grayscale thumbnails; default 1; 0 runs the model on every frame). The counts of model \
+            runs and skipped frames are printed at the end.
+
+            Segmenters: selfie (MediaPipe general, 256×256) and landscape (144×256) come from \
+            `make setup` (the mediapipe 0.10.14 wheel), or --model FILE.tflite. deeplab is \
+            torchvision's DeepLabV3 (ResNet-50, ResNet-101 or MobileNetV3-Large, told apart by the \
+            file's keys; person = VOC class 15) and needs --model FILE.pth, a \
+            torch.save(model.state_dict()) file; its input is resized to a shorter side of \
+            --deeplab-size (torchvision's 520).
             """
     )
 
-    @Option(help: "An image (PNG/JPEG) or a folder of them.") var input: String
-    @Option(help: "The mask PNG, or a folder (for a folder input) that receives <name>.png per image.") var out: String
-    @Option(help: "selfie (general, 256×256) or landscape (144×256).") var segmenter: String = "selfie"
-    @Option(help: "A .tflite file instead of the fetched model.") var model: String?
+    @Option(help: "An image (PNG/JPEG), a video (.y4m, anything ffmpeg reads) or a folder of frames.") var input: String
+    @Option(help: "The mask PNG for an image; for a video, a folder receiving one mask PNG per frame.") var out: String
+    @OptionGroup var segmentation: SegmentationOptions
     @Flag(help: "Write the raw probabilities, without post-processing.") var raw = false
-    @Option(help: "Person probability threshold; 'none' keeps soft masks.") var threshold: String = "0.5"
-    @Option(help: "Weight of the new frame in the temporal moving average (1 = none).") var smoothing: Float = 0.85
-    @Option(help: "Drop person blobs smaller than this fraction of the frame (0 = keep all).") var minBlob: Float = 0.05
-    @Option(help: "Feather radius in pixels (0 = hard edge).") var feather: Int = 0
     @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
 
     func run() throws {
         if let threads { Runtime.threads = threads }
-        guard let kind = Segmenter.Model(rawValue: segmenter) else {
-            throw ValidationError("--segmenter must be selfie or landscape, not '\(segmenter)' (deeplab is not available yet)")
-        }
-        var settings = MaskPostProcessing(temporalSmoothing: smoothing, minBlobFraction: minBlob, featherRadius: feather)
-        if threshold != "none" {
-            guard let value = Float(threshold), (0...1).contains(value) else {
-                throw ValidationError("--threshold must be a number in [0, 1] or 'none', not '\(threshold)'")
-            }
-            settings.threshold = value
-        } else {
-            settings.threshold = nil
-        }
-        let segmenter = try model.map { try Segmenter(contentsOf: URL(fileURLWithPath: $0)) } ?? Segmenter(kind)
+        let settings = try segmentation.postProcessing()
+        let base = try segmentation.loadSegmenter()
+        let segmenter = SegmentationCache(base, detector: FrameChangeDetector(threshold: segmentation.skipThreshold))
         let processor = MaskPostProcessor(settings)
 
-        let (sources, destinations) = try plan()
-        for (source, destination) in zip(sources, destinations) {
-            let image = try Image(contentsOf: source).rgb8().tensor(.uint8)
-            let mask: Tensor
-            if raw {
-                mask = try segmenter.probabilities(image)
-            } else {
-                let (h, w) = (image.shape[1], image.shape[2])
-                mask = try processor.process(segmenter.modelProbabilities(image), height: h, width: w)
-            }
-            try Image(tensor: mask, range: .unit).write(to: destination, format: .png)
-            if sources.count > 1 { print(destination.path) }
-        }
-    }
-
-    /// The input images and where each mask goes.
-    private func plan() throws -> ([URL], [URL]) {
         let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: input, isDirectory: &isFolder) else {
             throw ValidationError("--input \(input) does not exist")
         }
-        guard isFolder.boolValue else {
-            guard ImageFormat(pathExtension: inputURL.pathExtension) != nil else {
-                throw ValidationError("--input \(input) is not a PNG or JPEG image (video input is not supported yet)")
-            }
-            return ([inputURL], [outURL])
+        if !isFolder.boolValue, ImageFormat(pathExtension: inputURL.pathExtension) != nil {
+            let image = try Image(contentsOf: inputURL).rgb8().tensor(.uint8)
+            try mask(image, segmenter, processor).write(to: outURL, format: .png)
+            return
         }
-        let names = try FileManager.default.contentsOfDirectory(atPath: input).sorted()
-            .filter { ImageFormat(pathExtension: URL(fileURLWithPath: $0).pathExtension) != nil }
-        guard !names.isEmpty else { throw ValidationError("--input \(input) holds no PNG or JPEG images") }
+
+        let video = try openVideo(inputURL)
         try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        return (names.map { inputURL.appendingPathComponent($0) },
-                names.map { outURL.appendingPathComponent(URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent + ".png") })
+        // Frames of a folder keep their names; frames of a video file are numbered.
+        let names = (video as? ImageSequenceReader).map { reader in
+            reader.files.map { $0.deletingPathExtension().lastPathComponent + ".png" }
+        }
+        let progress = ProgressReporter(title: "segment", total: names?.count)
+        var index = 0
+        while let frame = try video.nextFrame() {
+            let name = names.map { $0[index] } ?? String(format: "frame_%06d.png", index)
+            try mask(frame, segmenter, processor).write(to: outURL.appendingPathComponent(name), format: .png)
+            index += 1
+            progress.update(index, status: "\(segmenter.skippedFrames) skipped")
+        }
+        progress.finish()
+        print("\(index) frames → \(outURL.path): \(segmenter.modelRuns) model runs, \(segmenter.skippedFrames) skipped as unchanged (--skip-threshold \(segmentation.skipThreshold))")
+    }
+
+    /// The 8-bit mask image of one frame.
+    private func mask(_ frame: Tensor, _ segmenter: SegmentationCache, _ processor: MaskPostProcessor) throws -> Image {
+        let mask: Tensor
+        if raw {
+            mask = try segmenter.probabilities(frame)
+        } else {
+            mask = try processor.process(segmenter.modelProbabilities(frame), height: frame.shape[1], width: frame.shape[2])
+        }
+        return try Image(tensor: mask, range: .unit)
     }
 }

@@ -91,6 +91,21 @@ public enum TestSupport {
         return url
     }
 
+    /// A folder of fixtures too large to commit that a Makefile rule generates into the cache and
+    /// exports as `variable` (BACKDROP_DEEPLAB_FIXTURES from `make models`). Skips when the variable
+    /// is unset (a plain `swift test`); fails when it is set but `marker`, written last, is missing.
+    public static func generatedFixtures(_ variable: String, marker: String, rule: String) throws -> URL {
+        guard let path = ProcessInfo.processInfo.environment[variable], !path.isEmpty else {
+            throw XCTSkip("\(variable) is not set: run through `make test`")
+        }
+        let url = URL(fileURLWithPath: path)
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent(marker).path) else {
+            XCTFail("\(url.path) is incomplete: run `\(rule)`")
+            throw XCTSkip("missing generated fixtures \(url.lastPathComponent)")
+        }
+        return url
+    }
+
     /// Resident memory of this process in bytes (Linux /proc).
     public static func residentMemory() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),

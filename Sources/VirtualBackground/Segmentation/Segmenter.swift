@@ -82,7 +82,7 @@ public final class Segmenter {
     /// - Parameter image: RGB `[3, H, W]` or `[B, 3, H, W]`, uint8 (0…255) or float (0…1), any size.
     /// - Returns: probabilities `[1, h, w]` (or `[B, 1, h, w]`) for the model size h × w.
     public func modelProbabilities(_ image: Tensor) throws -> Tensor {
-        let batched = try batch(image)
+        let batched = try segmentationBatch(image)
         let output = try graph([try modelInput(batched)])[0]
         return image.rank == 3 ? try output.squeeze(dim: 0) : output
     }
@@ -91,7 +91,7 @@ public final class Segmenter {
     /// interpolation (MediaPipe's `TensorsToSegmentationCalculator`, cv::resize INTER_LINEAR).
     /// - Returns: `[1, H, W]` (or `[B, 1, H, W]`) in [0, 1].
     public func probabilities(_ image: Tensor) throws -> Tensor {
-        let batched = try batch(image)
+        let batched = try segmentationBatch(image)
         let (h, w) = (batched.shape[2], batched.shape[3])
         var mask = try graph([try modelInput(batched)])[0]
         if h != inputHeight || w != inputWidth {
@@ -109,7 +109,7 @@ public final class Segmenter {
     /// border), rounded back to 8 bits for uint8 frames, then divided by 255. Downscaling therefore
     /// samples without low-pass filtering, as MediaPipe does. A frame of the model size passes unchanged.
     public func modelInput(_ image: Tensor) throws -> Tensor {
-        let x = try batch(image)
+        let x = try segmentationBatch(image)
         let (h, w) = (x.shape[2], x.shape[3])
         let isUInt8 = x.dtype == .uint8
         var pixels = x
@@ -124,17 +124,5 @@ public final class Segmenter {
         }
         pixels = try pixels.to(dtype: .float32)
         return isUInt8 ? try pixels / 255 : pixels
-    }
-
-    /// `[3, H, W]` → `[1, 3, H, W]`; checks the layout.
-    private func batch(_ image: Tensor) throws -> Tensor {
-        let x = image.rank == 3 ? try image.unsqueeze(0) : image
-        guard x.rank == 4, x.shape[1] == 3, x.shape[2] > 0, x.shape[3] > 0 else {
-            throw SegmentationError("segmentation needs an RGB image [3, H, W] or [B, 3, H, W], got \(image.shape)")
-        }
-        guard x.dtype == .uint8 || x.dtype.isFloatingPoint else {
-            throw SegmentationError("segmentation needs a uint8 or float image, got \(x.dtype)")
-        }
-        return x
     }
 }
