@@ -19,7 +19,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test demo bench bench-caa bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test demo bench bench-caa bench-inception bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos
 
@@ -140,7 +140,9 @@ test: setup
 	swift test --skip-build --disable-swift-testing $(SWIFT_BUILD_FLAGS)
 
 # The main job on the embedded default: synthetic rooms → CAA training (smoke config, tiny SD) →
-# panoramas with the trained CAA and with the baseline → deployment export.
+# panoramas with the trained CAA and with the baseline → evaluation of both on the 2 test panoramas
+# (FID with the real Inception weights on 16 views: a smoke number, not a comparable FID; CLIP score
+# not configured) → Table I → deployment export.
 BACKDROP = $$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/backdrop
 DEMO := results/demo
 DEMO_PROMPT := a well-lit living room with large windows
@@ -151,8 +153,11 @@ demo: build
 	$(BACKDROP) panorama "$(DEMO_PROMPT)" --run smoke --steps 20 --device cpu --out $(DEMO)/panorama
 	$(BACKDROP) panorama "$(DEMO_PROMPT)" --baseline --model $(TINY_SD) --resolution 64 --steps 20 --device cpu \
 	  --out $(DEMO)/baseline
+	$(BACKDROP) eval --run smoke --limit 2 --steps 20 --device cpu
+	$(BACKDROP) eval --run smoke --baseline --limit 2 --steps 20 --device cpu
+	$(BACKDROP) table --runs smoke
 	$(BACKDROP) export --run smoke --out $(DEMO)/export
-	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), $(DEMO)/export"
+	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), results/tables (Table I), $(DEMO)/export"
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup
@@ -170,6 +175,11 @@ bench: setup
 bench-caa: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
+
+# Issue 5: FID Inception feature extraction (real weights) against pytorch-fid's InceptionV3; a few minutes.
+bench-inception: setup
+	swift build $(RELEASE) --product backdrop-bench
+	.build/release/backdrop-bench --inception --threads $(BENCH_THREADS) --python $(PY)
 
 # Issue 4: one smoke-config epoch with the VAE and text encoder in the loop vs from the HDF5 latent cache.
 bench-cache: setup

@@ -71,7 +71,8 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry"]),
         // ZIPFoundation's inflate reads OpenAI's gzipped CLIP vocabulary.
         .target(name: "StableDiffusion", dependencies: ["Torch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion"]),
+        // The evaluator generates views with MultiView and records results in the Experiments registry.
+        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "Datasets", "Experiments", "MultiView"]),
         .target(
             name: "Experiments",
             dependencies: ["Torch", .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift")]

@@ -8,6 +8,8 @@ struct Options {
     var repeats = 5
     /// `--caa`: only the CAA training-step workloads (`make bench-caa`; minutes).
     var caa = false
+    /// `--inception`: only the FID Inception workload (`make bench-inception`).
+    var inception = false
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
     init(_ arguments: [String]) {
@@ -18,8 +20,9 @@ struct Options {
             case "--repeats": repeats = it.next().flatMap(Int.init) ?? repeats
             case "--python": python = it.next() ?? python
             case "--caa": caa = true
+            case "--inception": inception = true
             default:
-                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa]")
+                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
             }
         }
@@ -95,12 +98,17 @@ func convNormAttention(batch: Int = 2, channels: Int = 128, size: Int = 32, grou
 
 if let status = UNetBench.runChildIfRequested() { exit(status) }
 if let status = CLIPBench.runChildIfRequested() { exit(status) }
+if let status = InceptionBench.runChildIfRequested() { exit(status) }
 if let status = CAABench.runChildIfRequested() { exit(status) }
 let options = Options(CommandLine.arguments)
 Runtime.threads = options.threads
 do {
     if options.caa {
         try CAABench.run(options)
+        exit(0)
+    }
+    if options.inception {
+        try InceptionBench.run(options)
         exit(0)
     }
     let reference = try referenceTimings(options)
@@ -122,6 +130,7 @@ do {
     try SegmentationBench.run(options)
     try UNetBench.run(options)
     try CLIPBench.run(options)
+    try InceptionBench.run(options)
 } catch {
     FileHandle.standardError.write(Data("backdrop-bench: \(error)\n".utf8))
     exit(1)

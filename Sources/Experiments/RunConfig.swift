@@ -71,6 +71,14 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var device: String = "best"
     }
 
+    /// What `backdrop eval` needs beyond the run (section `evaluation`, optional).
+    public struct Evaluation: Codable, Equatable, Sendable {
+        /// A transformers `CLIPModel` folder for the CLIP score; without one CS is "not configured".
+        public var clipModel: String?
+        /// FID Inception weights; default: the NVIDIA archive `make setup` fetches.
+        public var inceptionWeights: String?
+    }
+
     public var name: String
     public var model: Model
     public var dataset: Dataset
@@ -79,6 +87,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var schedule: Schedule
     public var training: Training
     public var outputDir: String
+    /// nil when the config has no `evaluation` section (so older configs' JSON is unchanged).
+    public var evaluation: Evaluation? = nil
 
     /// Reads and validates a config file; errors name the file and the key.
     public static func load(_ url: URL) throws -> RunConfig {
@@ -162,10 +172,15 @@ public struct RunConfig: Codable, Equatable, Sendable {
             throw ConfigError(file: file, key: "training.device", message: "\(error)")
         }
 
+        let e = try root.section("evaluation")
+        let evaluation = Evaluation(clipModel: try e.string("clip_model"), inceptionWeights: try e.string("inception_weights"))
+        try e.finish()
+
         let outputDir = try root.string("output_dir", default: "results/runs/\(name)")!
         try root.finish()
         return RunConfig(name: name, model: model, dataset: dataset, caa: caa, optimizer: optimizer,
-                         schedule: schedule, training: training, outputDir: outputDir)
+                         schedule: schedule, training: training, outputDir: outputDir,
+                         evaluation: evaluation == Evaluation() ? nil : evaluation)
     }
 
     private static func positive(_ section: ConfigSection, _ key: String, _ value: Int, multipleOf: Int = 1) throws -> Int {

@@ -35,7 +35,7 @@ public final class RunRegistry: @unchecked Sendable {
 
     public struct Evaluation: Codable, FetchableRecord, Equatable, Sendable {
         public var runId: Int64?
-        /// "model" or "baseline".
+        /// "model", "baseline" or "ground-truth" (`backdrop eval` records the last for consistency).
         public var system: String
         public var checkpoint: String?
         public var split: String

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Evaluation
+import Experiments
+import Foundation
+import Torch
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a run on its test split: FID, IS, CLIP score and multi-view consistency.",
+        discussion: """
+            Generates the views of each test panorama (yaw offset 0, the dataset's per-view prompts, seed + \
+            scene index) with the run's latest CAA checkpoint, or with --baseline the same SD without CAA \
+            (independent views), and keeps them under <run>/eval/<split>/ so a second call reads them back. \
+            FID is against the real test views (statistics cached in HDF5 beside them); IS needs Inception \
+            weights with the 1008-way classifier (the default NVIDIA archive has none, so IS is recorded as \
+            unavailable); the CLIP score needs --clip or evaluation.clip_model in the run config. \
+            Consistency is the overlap PSNR of 45°-apart neighbours (0…255, MAX 255) and its ratio to the \
+            ground truth's. Results go to the registry's evaluation table (see `backdrop table`).
+            """
+    )
+
+    @Option(name: .customLong("run"), help: "Run name in the registry (its latest checkpoint).") var runName: String
+    @Flag(help: "Evaluate plain SD with independent views instead of the trained CAA model.") var baseline = false
+    @Option(help: "Dataset split.") var split: String = "test"
+    @Option(help: "Evaluate at most this many panoramas (the first of the split).") var limit: Int?
+    @Option(help: "DDIM steps.") var steps: Int = 50
+    @Option(help: "Classifier-free guidance scale.") var guidance: Double = 9
+    @Option(help: "Seed of scene 0's noise (scene i uses seed + i).") var seed: UInt64 = 0
+    @Option(help: "CLIPModel folder for the CLIP score (default: evaluation.clip_model of the run config).") var clip: String?
+    @Option(help: "FID Inception weights (default: evaluation.inception_weights, else the fetched NVIDIA archive).")
+    var inception: String?
+    @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
+    @Option(help: "Run registry.") var registry: String = "results/runs.sqlite"
+    @Option(help: "cpu, cuda, cuda:N or best (default: the run's training device).") var device: String?
+    @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+
+    func run() throws {
+        if let threads { Runtime.threads = threads }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        let registry = try RunRegistry(url: URL(fileURLWithPath: self.registry))
+        let target = try EvaluationRun(named: runName, registry: registry, split: split)
+        var options = PanoramaEvaluator.Options(
+            inceptionWeights: try target.inceptionWeights(override: inception, fallback: defaultInceptionWeights))
+        options.system = baseline ? .baseline : .model
+        options.limit = limit
+        options.steps = steps
+        options.guidance = guidance
+        options.seed = seed
+        options.clipModel = try target.clipModel(override: clip)
+        options.device = try Device(parsing: device ?? target.config.training.device)
+        options.batchSize = batchSize
+        let report = try PanoramaEvaluator(run: target, options: options).evaluate(registry: registry)
+
+        let e = report.evaluation
+        print("\(e.system) of run '\(runName)' on \(split): \(e.count) views; views \(report.scenesReused) reused, " +
+              "\(report.scenesGenerated) generated, in \(report.viewsFolder.path)")
+        print("reference statistics \(report.referenceStatisticsReused ? "read from" : "written to") \(report.referenceStatistics.path)")
+        func value(_ v: Double?, _ format: String = "%.4f") -> String { v.map { String(format: format, $0) } ?? "—" }
+        print("FID          \(value(e.fid))")
+        print("IS           \(e.isMean.map { String(format: "%.4f ± %.4f", $0, e.isStd ?? 0) } ?? "—")")
+        print("CLIP score   \(value(e.clipScore))")
+        print("consistency  \(value(e.consistencyPsnr, "%.2f")) dB (ground truth \(value(report.groundTruth.consistencyPsnr, "%.2f")) dB, " +
+              "ratio \(value(e.consistencyRatio, "%.3f")))")
+        for (metric, note) in e.metricNotes.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where metric != .userScore {
+            print("note: \(note)")
+        }
+        print("recorded in \(registry.url.path)")
+    }
+}

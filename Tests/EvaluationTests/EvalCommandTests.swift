@@ -1,0 +1,129 @@
+import BackdropTestSupport
+import Datasets
+import Experiments
+import Foundation
+import Media
+import Torch
+import XCTest
+
+@testable import Evaluation
+
+/// `backdrop train` → `backdrop eval` (model and baseline) → `backdrop table` on the tiny SD model
+/// and synthetic rooms, through the executable, with the real FID Inception weights.
+final class EvalCommandTests: XCTestCase {
+    var workspace: URL!
+
+    override func setUpWithError() throws {
+        _ = try TestSupport.asset("models/fid_inception_nvidia.pt")
+        let model = try TestSupport.tinyStableDiffusion()
+        workspace = try TestSupport.temporaryDirectory()
+        addTeardownBlock { [workspace] in try? FileManager.default.removeItem(at: workspace!) }
+        // 10 rooms: the last one is the test split.
+        _ = try SyntheticRooms.generate(into: workspace.appendingPathComponent("rooms"), options: .init(count: 10, seed: 5, faceSize: 64))
+        let yaml = """
+            name: eval_e2e
+            model: {base: \(model.path)}
+            dataset: {kind: synthrooms, root: rooms, resolution: 64, views: 8}
+            caa: {pe_max_frequency: 16}
+            training: {epochs: 1, max_steps: 2, checkpoint_every: 2, seed: 1, device: cpu}
+            output_dir: run
+            """
+        try yaml.write(to: workspace.appendingPathComponent("eval.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    @discardableResult
+    func backdrop(_ arguments: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try TestSupport.backdropExecutable()
+        process.arguments = arguments
+        process.currentDirectoryURL = workspace
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        if expectSuccess { XCTAssertEqual(process.terminationStatus, 0, "backdrop \(arguments.joined(separator: " ")):\n\(output)") }
+        return (process.terminationStatus, output)
+    }
+
+    func testTrainEvaluateAndTabulate() throws {
+        let common = ["--registry", "runs.sqlite", "--threads", "2"]
+        try backdrop(["train", "eval.yaml"] + common)
+        let eval = ["eval", "--run", "eval_e2e", "--limit", "1", "--steps", "3", "--device", "cpu"] + common
+        let first = try backdrop(eval)
+        XCTAssertTrue(first.output.contains("0 reused, 1 generated"), first.output)
+        XCTAssertTrue(first.output.contains("reference statistics written to"), first.output)
+        // Again, now with a CLIP model (random weights in transformers' CLIPModel layout, a parity fixture).
+        let clipModel = TestSupport.fixture("parity/clip_gelu/model")
+        let again = try backdrop(eval + ["--clip", clipModel.path])
+        XCTAssertTrue(again.output.contains("1 reused, 0 generated"), "a second call reads the views back:\n\(again.output)")
+        XCTAssertTrue(again.output.contains("reference statistics read from"), again.output)
+        try backdrop(eval + ["--baseline"])
+
+        let registry = try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite"))
+        let evaluations = try registry.evaluations()
+        let model = try XCTUnwrap(evaluations.last { $0.system == "model" })
+        let baseline = try XCTUnwrap(evaluations.last { $0.system == "baseline" })
+        let truth = try XCTUnwrap(evaluations.last { $0.system == "ground-truth" })
+        XCTAssertEqual(model.count, 8)
+        XCTAssertTrue(model.checkpoint?.hasSuffix("step-00000002") ?? false, "tied to the checkpoint: \(model.checkpoint ?? "nil")")
+        XCTAssertNil(baseline.checkpoint)
+        XCTAssertNil(baseline.clipScore)
+        XCTAssertTrue(baseline.metricNotes[.clipScore]?.contains("not configured") ?? false)
+        XCTAssertNil(model.metricNotes[.clipScore])
+        for e in [model, baseline] {
+            XCTAssertTrue(e.fid.map { $0.isFinite && $0 > 0 } ?? false, "\(e.system) FID \(String(describing: e.fid))")
+            XCTAssertNil(e.isMean, "the NVIDIA archive has no classifier: IS must not be invented")
+            XCTAssertTrue(e.metricNotes[.inceptionScore]?.contains("no 1008-way classifier") ?? false)
+            XCTAssertEqual(try XCTUnwrap(e.consistencyRatio), try XCTUnwrap(e.consistencyPsnr) / XCTUnwrap(truth.consistencyPsnr),
+                           accuracy: 1e-12)
+        }
+        XCTAssertEqual(model.fid, evaluations.filter { $0.system == "model" }.first?.fid, "reused views give the same FID")
+
+        // The recorded consistency is the reference protocol's number on the stored view PNGs.
+        let views = workspace.appendingPathComponent("run/eval/test/model-step-00000002")
+        let scene = try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: views.path).first { !$0.hasPrefix(".") })
+        let pngs = try (0..<8).map { try Image(contentsOf: views.appendingPathComponent("\(scene)/view_\($0).png")).rgb8().tensor(.uint8) }
+        let file = workspace.appendingPathComponent("views.safetensors")
+        try Safetensors.save(["views": Tensor.stack(pngs).unsqueeze(0), "yaws": Tensor((0..<8).map { Double($0) * 45 }, shape: [8]),
+                              "fov": Tensor([90.0], shape: [1])], to: file)
+        let reference = try TestSupport.runPythonTool("consistency_reference.py", [file.path])
+        XCTAssertEqual(reference.status, 0, reference.output)
+        let json = try JSONSerialization.jsonObject(with: Data(reference.output.utf8)) as? [String: Any]
+        XCTAssertEqual(try XCTUnwrap(json?["mean"] as? Double), try XCTUnwrap(model.consistencyPsnr), accuracy: 1e-6)
+
+        // The CLIP score pairs each stored view with its own dataset prompt (per-view captions).
+        let sample = try Matterport3D(root: workspace.appendingPathComponent("rooms"), split: "test",
+                                      views: ViewOptions(resolution: 64)).sample(at: 0, yawOffset: 0)
+        let expected = try CLIPScorer(modelDirectory: clipModel).panoramaScore(views: [pngs], prompts: [sample.prompts]).mean
+        XCTAssertEqual(try XCTUnwrap(model.clipScore), expected, accuracy: 1e-6)
+
+        let table = try backdrop(["table", "--registry", "runs.sqlite", "--format", "csv", "--out", "tables"])
+        let csvURL = workspace.appendingPathComponent("tables/table1.csv")
+        let csv = try String(contentsOf: csvURL, encoding: .utf8)
+        XCTAssertTrue(table.output.hasPrefix(csv), "prints what it writes")
+        let modelLine = try XCTUnwrap(csv.split(separator: "\n").first { $0.hasPrefix("CAA (this project)") })
+        XCTAssertTrue(modelLine.contains(",\(model.fid!),—,\(model.clipScore!),"), "FID and CS as recorded, IS missing: \(modelLine)")
+        XCTAssertTrue(csv.contains("seed paper: model"))
+        for name in ["table1.md", "table1.tex"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: workspace.appendingPathComponent("tables/\(name)").path))
+        }
+    }
+
+    func testBadInputNamesTheCulprit() throws {
+        let unknown = try backdrop(["eval", "--run", "nope", "--registry", "runs.sqlite"], expectSuccess: false)
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.output.contains("no run named 'nope'") && unknown.output.contains("runs.sqlite"), unknown.output)
+        try backdrop(["train", "eval.yaml", "--registry", "runs.sqlite", "--threads", "2"])
+        let split = try backdrop(["eval", "--run", "eval_e2e", "--split", "val", "--registry", "runs.sqlite"], expectSuccess: false)
+        XCTAssertNotEqual(split.status, 0)
+        XCTAssertTrue(split.output.contains("val.npy"), split.output)
+        let weights = try backdrop(["eval", "--run", "eval_e2e", "--inception", "missing.pt", "--registry", "runs.sqlite",
+                                    "--limit", "1", "--steps", "1", "--device", "cpu"], expectSuccess: false)
+        XCTAssertTrue(weights.output.contains("missing.pt"), weights.output)
+        let clip = try backdrop(["eval", "--run", "eval_e2e", "--clip", "no-clip", "--registry", "runs.sqlite"], expectSuccess: false)
+        XCTAssertTrue(clip.output.contains("--clip") && clip.output.contains("no-clip/config.json"), clip.output)
+    }
+}
