@@ -13,15 +13,15 @@ export BACKDROP_CACHE := $(CACHE)
 ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
-APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev
+APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test demo bench bench-caa bench-inception bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test demo bench bench-caa bench-inception bench-call bench-cache fixtures parity-full clean
 
-setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos
+setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
 # Installs only what is missing; silent when everything is present.
 apt:
@@ -80,6 +80,13 @@ $(ASSETS)/.panoramas-ready: tools/fetch_media_assets.sh tools/exr_to_png.c | apt
 	@tools/fetch_media_assets.sh $(CACHE) panoramas
 $(ASSETS)/.photos-ready: tools/fetch_media_assets.sh | apt
 	@tools/fetch_media_assets.sh $(CACHE) photos
+
+# opencv-doc's vtest.avi (a real static-camera video with people walking; ~96 MB .deb, only the video is
+# kept): the camera tracker must report near-zero rotation on it. Decoded through ffmpeg.
+.PHONY: assets-videos
+assets-videos: $(ASSETS)/videos/vtest.avi
+$(ASSETS)/videos/vtest.avi: tools/fetch_media_assets.sh | apt
+	@tools/fetch_media_assets.sh $(CACHE) videos
 
 # MediaPipe's selfie segmentation models (REFERENCE.md §7) from the mediapipe 0.10.14 wheel (newer wheels
 # dropped them), checked by hash; VirtualBackground reads the .tflite files natively.
@@ -142,7 +149,7 @@ test: setup
 # The main job on the embedded default: synthetic rooms → CAA training (smoke config, tiny SD) →
 # panoramas with the trained CAA and with the baseline → evaluation of both on the 2 test panoramas
 # (FID with the real Inception weights on 16 views: a smoke number, not a comparable FID; CLIP score
-# not configured) → Table I → deployment export.
+# not configured) → Table I → deployment export → a test video call in front of the generated panorama.
 BACKDROP = $$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/backdrop
 DEMO := results/demo
 DEMO_PROMPT := a well-lit living room with large windows
@@ -157,7 +164,8 @@ demo: build
 	$(BACKDROP) eval --run smoke --baseline --limit 2 --steps 20 --device cpu
 	$(BACKDROP) table --runs smoke
 	$(BACKDROP) export --run smoke --out $(DEMO)/export
-	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), results/tables (Table I), $(DEMO)/export"
+	$(BACKDROP) demo-call --background $(DEMO)/panorama/panorama.png --out $(DEMO)/call
+	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), results/tables (Table I), $(DEMO)/export, $(DEMO)/call (the video call)"
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup
@@ -175,6 +183,11 @@ bench: setup
 bench-caa: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
+
+# Issue 6: the call pipeline's stages at 1280×720 (segmentation, mask, tracking, viewport, composite).
+bench-call: setup
+	swift build $(RELEASE) --product backdrop-bench
+	.build/release/backdrop-bench --call --threads $(BENCH_THREADS)
 
 # Issue 5: FID Inception feature extraction (real weights) against pytorch-fid's InceptionV3; a few minutes.
 bench-inception: setup

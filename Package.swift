@@ -90,7 +90,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView"],
+            dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView"],
             path: "Sources/BackdropBench"
         ),
         // Fixture paths, the Python reference and fetched assets, for every test target.

@@ -5,14 +5,16 @@
 #              decoded once to 8-bit PNG by tools/exr_to_png.c → $ASSETS/panoramas/<name>.png
 #   photos     scikit-image's public-domain astronaut.png (512×512) and camera.png from
 #              python3-skimage → $ASSETS/photos/<name>.png
+#   videos     opencv-doc's vtest.avi (768×576, 10 fps, 795 frames, static camera, people walking)
+#              → $ASSETS/videos/vtest.avi, the camera tracker's real static-camera test
 # Each .deb is fetched with `apt-get download` into $CACHE/downloads and checked against the SHA256
 # that `apt-cache show` reports for the candidate version. Idempotent: a stamp file per kind.
 #
-# usage: tools/fetch_media_assets.sh CACHE_DIR {panoramas|photos}
+# usage: tools/fetch_media_assets.sh CACHE_DIR {panoramas|photos|videos}
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
-    echo "usage: fetch_media_assets.sh CACHE_DIR panoramas|photos" >&2
+    echo "usage: fetch_media_assets.sh CACHE_DIR panoramas|photos|videos" >&2
     exit 2
 fi
 cache=$1
@@ -77,8 +79,16 @@ photos)
     cp "$work/$data/astronaut.png" "$work/$data/camera.png" "$assets/photos/"
     echo "photos: astronaut.png, camera.png in $assets/photos"
     ;;
+videos)
+    deb=$(fetch_deb opencv-doc)
+    data=usr/share/doc/opencv-doc/examples/data
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work" "./$data/vtest.avi"
+    mkdir -p "$assets/videos"
+    mv "$work/$data/vtest.avi" "$assets/videos/vtest.avi"
+    echo "videos: vtest.avi in $assets/videos"
+    ;;
 *)
-    echo "fetch_media_assets: unknown kind '$kind' (panoramas or photos)" >&2
+    echo "fetch_media_assets: unknown kind '$kind' (panoramas, photos or videos)" >&2
     exit 2
     ;;
 esac

@@ -10,6 +10,8 @@ struct Options {
     var caa = false
     /// `--inception`: only the FID Inception workload (`make bench-inception`).
     var inception = false
+    /// `--call`: only the call pipeline stages (`make bench-call`).
+    var call = false
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
     init(_ arguments: [String]) {
@@ -21,8 +23,9 @@ struct Options {
             case "--python": python = it.next() ?? python
             case "--caa": caa = true
             case "--inception": inception = true
+            case "--call": call = true
             default:
-                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception]")
+                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
             }
         }
@@ -100,6 +103,7 @@ if let status = UNetBench.runChildIfRequested() { exit(status) }
 if let status = CLIPBench.runChildIfRequested() { exit(status) }
 if let status = InceptionBench.runChildIfRequested() { exit(status) }
 if let status = CAABench.runChildIfRequested() { exit(status) }
+if let status = TrackingBench.runChildIfRequested() { exit(status) }
 let options = Options(CommandLine.arguments)
 Runtime.threads = options.threads
 do {
@@ -109,6 +113,10 @@ do {
     }
     if options.inception {
         try InceptionBench.run(options)
+        exit(0)
+    }
+    if options.call {
+        try CallBench.run(options)
         exit(0)
     }
     let reference = try referenceTimings(options)
@@ -128,6 +136,8 @@ do {
                        ratio <= target ? "ok" : "MISSED"))
     }
     try SegmentationBench.run(options)
+    try TrackingBench.run(options)
+    try CallBench.run(options)
     try UNetBench.run(options)
     try CLIPBench.run(options)
     try InceptionBench.run(options)

@@ -132,6 +132,14 @@ int bd_copy_to_buffer(bd_tensor t, void *dst, size_t nbytes) {
   }
   BD_CATCH return -1;
 }
+void *bd_data_ptr(bd_tensor t) {
+  try {
+    if (!t->t.device().is_cpu()) throw std::invalid_argument("direct data access needs a CPU tensor");
+    if (!t->t.is_contiguous()) throw std::invalid_argument("direct data access needs a contiguous tensor");
+    return t->t.data_ptr();
+  }
+  BD_CATCH return nullptr;
+}
 int bd_item_double(bd_tensor t, double *out) { BD_STATUS(*out = t->t.item<double>()) }
 int bd_item_int64(bd_tensor t, int64_t *out) { BD_STATUS(*out = t->t.item<int64_t>()) }
 bd_tensor bd_to(bd_tensor t, int dtype, int dev, int idx, bool copy) {

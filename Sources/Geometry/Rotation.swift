@@ -77,6 +77,12 @@ public struct Orientation: Equatable, Hashable, Sendable, Codable, CustomStringC
     }
 
     public var description: String { String(format: "yaw %.2f° pitch %.2f° roll %.2f°", yaw, pitch, roll) }
+
+    /// The angle in degrees of the rotation taking this orientation to `other` (the geodesic
+    /// distance on SO(3)), the tracking error measure.
+    public func angle(to other: Orientation) -> Double {
+        Matrix3.angle(matrixValues, other.matrixValues)
+    }
 }
 
 /// Batched rotations on tensors (any device; angles in radians).
@@ -140,6 +146,13 @@ public enum Matrix3 {
     }
 
     public static func transpose(_ a: [Double]) -> [Double] { [a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8]] }
+
+    /// Degrees of the rotation aᵀ·b between two rotation matrices.
+    public static func angle(_ a: [Double], _ b: [Double]) -> Double {
+        let relative = multiply(transpose(a), b)
+        let cosine = max(-1, min(1, (relative[0] + relative[4] + relative[8] - 1) / 2))
+        return acos(cosine) * 180 / .pi
+    }
 
     public static func apply(_ a: [Double], _ v: [Double]) -> [Double] {
         (0..<3).map { i in a[3 * i] * v[0] + a[3 * i + 1] * v[1] + a[3 * i + 2] * v[2] }

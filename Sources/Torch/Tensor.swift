@@ -212,6 +212,26 @@ public class Tensor: @unchecked Sendable {
         return data
     }
 
+    /// Runs `body` on the tensor's own bytes (row-major, its dtype) without copying; a tensor that
+    /// is not contiguous or not on the CPU is first copied to one that is.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let source = try device == .cpu ? contiguous() : to(device: .cpu).contiguous()
+        guard let pointer = bd_data_ptr(source.handle) else { throw TorchError.fromBridge() }
+        return try withExtendedLifetime(source) {
+            try body(UnsafeRawBufferPointer(start: pointer, count: source.count * source.dtype.byteSize))
+        }
+    }
+
+    /// Runs `body` on the storage of a contiguous CPU tensor for writing in place (fill a tensor
+    /// made by `Tensor.empty` without an extra copy). Not for tensors that autograd tracks.
+    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+        guard device == .cpu, isContiguous else {
+            throw TorchError("withUnsafeMutableBytes needs a contiguous CPU tensor, got \(shape) on \(device)")
+        }
+        guard let pointer = bd_data_ptr(handle) else { throw TorchError.fromBridge() }
+        return try body(UnsafeMutableRawBufferPointer(start: pointer, count: count * dtype.byteSize))
+    }
+
     /// The single value of a one-element tensor.
     public func item() throws -> Double {
         var value = 0.0

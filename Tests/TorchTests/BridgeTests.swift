@@ -100,3 +100,27 @@ final class BridgeTests: XCTestCase {
         XCTAssertEqual(try Tensor.randn([3]).toArray(Float.self), first)
     }
 }
+
+/// Direct access to a tensor's storage, the zero-copy path of the call pipeline's 8-bit stages.
+final class DirectDataAccessTests: XCTestCase {
+    func testReadsTheTensorsOwnBytesAndCopiesOnlyWhenNeeded() throws {
+        let t = try Tensor.arange(0, 12, dtype: .float32).reshape([3, 4])
+        let direct: [Float] = try t.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertEqual(direct, try t.toArray(Float.self))
+        let transposed = try t.mT()
+        XCTAssertFalse(transposed.isContiguous)
+        let viaCopy: [Float] = try transposed.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        XCTAssertEqual(viaCopy, try transposed.contiguous().toArray(Float.self))
+    }
+
+    func testWritesInPlaceOnlyIntoContiguousTensors() throws {
+        let t = try Tensor.zeros([2, 3], dtype: .uint8)
+        try t.withUnsafeMutableBytes { bytes in
+            for i in 0..<bytes.count { bytes[i] = UInt8(i * 10) }
+        }
+        XCTAssertEqual(try t.toArray(UInt8.self), [0, 10, 20, 30, 40, 50])
+        XCTAssertThrowsError(try t.mT().withUnsafeMutableBytes { _ in }) { error in
+            XCTAssertTrue("\(error)".contains("contiguous"), "\(error)")
+        }
+    }
+}

@@ -51,6 +51,8 @@ bool bd_same_storage(bd_tensor a, bd_tensor b);
 // ---- data in and out ----------------------------------------------------------------------------
 bd_tensor bd_from_data(const void *data, const int64_t *sizes, int ndim, int dtype);
 int bd_copy_to_buffer(bd_tensor t, void *dst, size_t nbytes); // CPU contiguous copy, t's dtype
+// The storage of a CPU tensor that is contiguous; NULL (with an error) otherwise. Valid while t lives.
+void *bd_data_ptr(bd_tensor t);
 int bd_item_double(bd_tensor t, double *out);
 int bd_item_int64(bd_tensor t, int64_t *out);
 bd_tensor bd_to(bd_tensor t, int dtype, int device_type, int device_index, bool copy);

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Torch
 
@@ -17,6 +18,8 @@ public final class Compositor {
     /// Weight of the new frame in the moving average of the colour gains, so the person's colour
     /// does not flicker when the room behind them changes.
     public var colorSmoothing: Float = 0.1
+    /// Worker threads for one frame.
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
     private var gains: SIMD3<Float>?
 
     public init(colorMatch: Float = 0) {
@@ -38,53 +41,39 @@ public final class Compositor {
         guard alpha.count == h * w, alpha.shape.suffix(2) == [h, w] else {
             throw CallError("composite: the mask \(alpha.shape) does not match the frame \(w)×\(h)")
         }
-        let foreground: [UInt8] = try person.contiguous().toArray()
-        let background: [UInt8] = try room.contiguous().toArray()
-        // 8-bit alpha: the blend is then integer arithmetic, exact to rounding.
-        let weights: [UInt8] = try (alpha.to(dtype: .float32).reshape([h * w]) * 255).round().clamp(min: 0, max: 255)
-            .to(dtype: .uint8).toArray()
+        let alphaValues = try alpha.to(dtype: .float32)
         let plane = h * w
-        let gain = colorMatch > 0 ? try updateGains(foreground, background, weights, plane: plane) : SIMD3<Float>(1, 1, 1)
-        var output = [UInt8](repeating: 0, count: 3 * plane)
-        foreground.withUnsafeBufferPointer { fg in
-            background.withUnsafeBufferPointer { bg in
-                weights.withUnsafeBufferPointer { a in
-                    output.withUnsafeMutableBufferPointer { out in
-                        for channel in 0..<3 {
-                            let offset = channel * plane
-                            if gain[channel] == 1 {
-                                for i in 0..<plane {
-                                    let alpha = Int32(a[i]), f = Int32(fg[offset + i]), b = Int32(bg[offset + i])
-                                    out[offset + i] = UInt8(truncatingIfNeeded: (b * 255 + (f - b) * alpha + 127) / 255)
-                                }
-                            } else {
-                                let g = gain[channel]
-                                for i in 0..<plane {
-                                    let alpha = Float(a[i]) / 255, b = Float(bg[offset + i])
-                                    let f = min(Float(fg[offset + i]) * g, 255)
-                                    out[offset + i] = UInt8(b + (f - b) * alpha + 0.5)
-                                }
-                            }
+        let gain = colorMatch > 0 ? try updateGains(person, room, alphaValues, plane: plane) : SIMD3<Float>(1, 1, 1)
+        let output = try Tensor.empty([3, h, w], dtype: .uint8)
+        try person.withUnsafeBytes { fgBytes in
+            try room.withUnsafeBytes { bgBytes in
+                try alphaValues.withUnsafeBytes { alphaBytes in
+                    try output.withUnsafeMutableBytes { outBytes in
+                        let blend = Blend(person: fgBytes.bindMemory(to: UInt8.self).baseAddress!,
+                                          room: bgBytes.bindMemory(to: UInt8.self).baseAddress!,
+                                          alpha: alphaBytes.bindMemory(to: Float.self).baseAddress!,
+                                          out: outBytes.bindMemory(to: UInt8.self).baseAddress!, plane: plane, gain: gain)
+                        let chunks = min(threads, max(1, plane / 65536))
+                        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                            blend.run(plane * chunk / chunks..<plane * (chunk + 1) / chunks)
                         }
                     }
                 }
             }
         }
-        return try output.withUnsafeBytes { try Tensor(bytes: $0, shape: [3, h, w], dtype: .uint8) }
+        return output
     }
 
     /// Per-channel gains that give the person's mean colour the room's chromaticity at the person's
     /// own brightness, blended by `colorMatch` and smoothed over time.
-    private func updateGains(_ fg: [UInt8], _ bg: [UInt8], _ alpha: [UInt8], plane: Int) throws -> SIMD3<Float> {
-        var personSum = SIMD3<Double>(0, 0, 0), roomSum = SIMD3<Double>(0, 0, 0), weight = 0.0
-        for i in 0..<plane {
-            let a = Double(alpha[i]) / 255
-            personSum += a * SIMD3(Double(fg[i]), Double(fg[plane + i]), Double(fg[2 * plane + i]))
-            roomSum += SIMD3(Double(bg[i]), Double(bg[plane + i]), Double(bg[2 * plane + i]))
-            weight += a
-        }
+    private func updateGains(_ person: Tensor, _ room: Tensor, _ alpha: Tensor, plane: Int) throws -> SIMD3<Float> {
+        let a = try alpha.reshape([1, plane]).to(dtype: .float64)
+        let weight = try a.sum().item()
+        let personSum = try (person.reshape([3, plane]).to(dtype: .float64) * a).sum(dims: [1]).toArray(Double.self)
+        let roomSum = try room.reshape([3, plane]).to(dtype: .float64).sum(dims: [1]).toArray(Double.self)
         guard weight > Double(plane) * 0.01 else { return gains ?? SIMD3(1, 1, 1) }
-        let person = personSum / weight + 1, room = roomSum / Double(plane) + 1
+        let person = SIMD3(personSum[0], personSum[1], personSum[2]) / weight + 1
+        let room = SIMD3(roomSum[0], roomSum[1], roomSum[2]) / Double(plane) + 1
         let personChroma = person / ((person.x + person.y + person.z) / 3)
         let roomChroma = room / ((room.x + room.y + room.z) / 3)
         let target = SIMD3<Float>(roomChroma / personChroma)
@@ -92,5 +81,37 @@ public final class Compositor {
         let smoothed = gains.map { $0 + (blended - $0) * colorSmoothing } ?? blended
         gains = smoothed
         return smoothed
+    }
+}
+
+/// One frame's blend over raw planes; workers take disjoint pixel ranges.
+private struct Blend: @unchecked Sendable {
+    let person: UnsafePointer<UInt8>
+    let room: UnsafePointer<UInt8>
+    let alpha: UnsafePointer<Float>
+    let out: UnsafeMutablePointer<UInt8>
+    let plane: Int
+    let gain: SIMD3<Float>
+
+    func run(_ pixels: Range<Int>) {
+        let plain = gain == SIMD3<Float>(1, 1, 1)
+        for channel in 0..<3 {
+            let offset = channel * plane
+            if plain {
+                // 8-bit alpha: integer arithmetic, exact to rounding.
+                for i in pixels {
+                    let a = Int32(min(max(alpha[i], 0), 1) * 255 + 0.5)
+                    let f = Int32(person[offset + i]), b = Int32(room[offset + i])
+                    out[offset + i] = UInt8(truncatingIfNeeded: (b * 255 + (f - b) * a + 127) / 255)
+                }
+            } else {
+                let g = gain[channel]
+                for i in pixels {
+                    let a = min(max(alpha[i], 0), 1), b = Float(room[offset + i])
+                    let f = min(Float(person[offset + i]) * g, 255)
+                    out[offset + i] = UInt8(b + (f - b) * a + 0.5)
+                }
+            }
+        }
     }
 }

@@ -56,15 +56,40 @@ public struct SyntheticCall {
         return try compositor.composite(person: person, room: room.render(orientation), alpha: personAlpha)
     }
 
-    /// A smooth pan: yaw swings ±`yawAmplitude`° over the clip while pitch and roll wobble slowly,
-    /// starting at rest at the identity (≈ 1°/frame at the defaults over 100 frames).
-    public static func panningPath(frames: Int, yawAmplitude: Double = 30, pitchAmplitude: Double = 6,
+    /// A smooth pan from rest: yaw swings right then left (at most ≈ 1.5°/frame at the defaults over
+    /// 100 frames, REFERENCE.md §6's regime) while pitch and roll wobble slowly; frame 0 is the identity.
+    public static func panningPath(frames: Int, yawAmplitude: Double = 20, pitchAmplitude: Double = 6,
                                    rollAmplitude: Double = 2) -> [Orientation] {
         (0..<frames).map { i in
             let t = Double(i) / Double(max(frames - 1, 1))
-            return Orientation(yaw: yawAmplitude * sin(2 * .pi * t),
+            return Orientation(yaw: yawAmplitude * sin(2 * .pi * t) * sin(.pi * t),
                                pitch: pitchAmplitude * (1 - cos(2 * .pi * t)) / 2,
-                               roll: rollAmplitude * sin(4 * .pi * t))
+                               roll: rollAmplitude * sin(2 * .pi * t) * sin(.pi * t) * sin(.pi * t))
         }
+    }
+}
+
+/// Tracking accuracy along a known path, in degrees.
+public struct TrackingAccuracy: Sendable {
+    /// Mean angle between the true and the tracked frame-to-frame rotation.
+    public let meanIncrementError: Double
+    /// Mean angle between the true and the tracked orientation (relative to frame 0).
+    public let meanOrientationError: Double
+    /// The orientation error at the last frame.
+    public let drift: Double
+
+    public init(truth: [Orientation], tracked: [Orientation]) {
+        let n = min(truth.count, tracked.count)
+        var increment = 0.0, orientation = 0.0
+        for i in 1..<max(n, 1) {
+            let trueStep = Matrix3.multiply(Matrix3.transpose(truth[i - 1].matrixValues), truth[i].matrixValues)
+            let trackedStep = Matrix3.multiply(Matrix3.transpose(tracked[i - 1].matrixValues), tracked[i].matrixValues)
+            increment += Matrix3.angle(trueStep, trackedStep)
+            orientation += truth[i].angle(to: tracked[i])
+        }
+        let steps = Double(max(n - 1, 1))
+        meanIncrementError = increment / steps
+        meanOrientationError = orientation / steps
+        drift = n > 0 ? truth[n - 1].angle(to: tracked[n - 1]) : 0
     }
 }

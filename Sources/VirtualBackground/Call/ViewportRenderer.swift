@@ -40,9 +40,17 @@ public final class ViewportRenderer: @unchecked Sendable {
         guard cellSize >= 1, camera.width >= 1, camera.height >= 1 else {
             throw CallError("viewport: invalid camera \(camera) or cell size \(cellSize)")
         }
-        let rgb = panorama.dtype == .uint8 ? panorama
+        var rgb = panorama.dtype == .uint8 ? panorama
             : try (panorama.to(dtype: .float32) * 255).round().clamp(min: 0, max: 255).to(dtype: .uint8)
-        let (h, w) = (panorama.shape[1], panorama.shape[2])
+        // A panorama cropped around the horizon (MVDiffusion stitches 968×4096 of a 2048×4096 sphere,
+        // since pitch-0 views reach only ±43°) is centred on the equator and its first and last rows
+        // are extended to the poles, so looking up or down shows a smear, not black.
+        if rgb.shape[1] * 2 < rgb.shape[2] {
+            let missing = rgb.shape[2] / 2 - rgb.shape[1]
+            rgb = try F.pad(rgb.to(dtype: .float32).unsqueeze(0), [0, 0, missing / 2, missing - missing / 2],
+                            mode: .replicate)[0].to(dtype: .uint8)
+        }
+        let (h, w) = (rgb.shape[1], rgb.shape[2])
         let hwc: [UInt8] = try rgb.permute(1, 2, 0).contiguous().toArray()
         var padded = [UInt8](repeating: 0, count: h * (w + 1) * 3)
         for row in 0..<h {
@@ -76,15 +84,15 @@ public final class ViewportRenderer: @unchecked Sendable {
         guard rotation.count == 9 else { throw CallError("viewport: a rotation has 9 values, got \(rotation.count)") }
         let (w, h) = (camera.width, camera.height)
         let coordinates = nodeCoordinates(rotation)
-        var output = [UInt8](repeating: 0, count: 3 * w * h)
+        let output = try Tensor.empty([3, h, w], dtype: .uint8)
         let cellRows = nodeRows - 1
         let workers = min(threads, max(cellRows, 1))
-        output.withUnsafeMutableBufferPointer { out in
+        try output.withUnsafeMutableBytes { out in
             texels.withUnsafeBufferPointer { tex in
                 coordinates.withUnsafeBufferPointer { nodes in
-                    let context = RenderContext(out: out.baseAddress!, texels: tex.baseAddress!, nodes: nodes.baseAddress!,
-                                                width: w, height: h, nodeColumns: nodeColumns, cell: cellSize,
-                                                panoramaWidth: panoramaWidth, panoramaHeight: panoramaHeight,
+                    let context = RenderContext(out: out.bindMemory(to: UInt8.self).baseAddress!, texels: tex.baseAddress!,
+                                                nodes: nodes.baseAddress!, width: w, height: h, nodeColumns: nodeColumns,
+                                                cell: cellSize, panoramaWidth: panoramaWidth, panoramaHeight: panoramaHeight,
                                                 rotation: rotation.map(Float.init), camera: camera)
                     DispatchQueue.concurrentPerform(iterations: workers) { worker in
                         for cellRow in stride(from: worker, to: cellRows, by: workers) {
@@ -94,7 +102,7 @@ public final class ViewportRenderer: @unchecked Sendable {
                 }
             }
         }
-        return try output.withUnsafeBytes { try Tensor(bytes: $0, shape: [3, h, w], dtype: .uint8) }
+        return output
     }
 
     public func render(_ orientation: Orientation) throws -> Tensor {
@@ -185,24 +193,25 @@ private struct RenderContext: @unchecked Sendable {
     }
 
     /// Bilinear sample at panorama coordinates `p` (column possibly off by one turn) into output
-    /// pixel `index` of the three planes.
+    /// pixel `index` of the three planes, in 8-bit fixed point (weights in 1/256).
     @inline(__always)
     private func sample(_ p: SIMD2<Float>, into index: Int) {
         let pw = Float(panoramaWidth)
         var x = p.x
         if x < 0 { x += pw } else if x >= pw { x -= pw }
-        if x < 0 || x >= pw { x = 0 }  // only for non-finite or absurd inputs; keeps indices in range
+        if !(x >= 0 && x < pw) { x = 0 }  // only for non-finite or absurd inputs; keeps indices in range
         let y = min(max(p.y, 0), Float(panoramaHeight - 1))
-        let xi = Int(x), yi = Int(y)
-        let fx = x - Float(xi), fy = y - Float(yi)
+        let fx = Int32(x * 256), fy = Int32(y * 256)
+        let xi = Int(fx >> 8), yi = Int(fy >> 8)
+        let wx = fx & 255, wy = fy & 255
         let stride = (panoramaWidth + 1) * 3
         let yj = min(yi + 1, panoramaHeight - 1)
         let t0 = texels + yi * stride + xi * 3, t1 = texels + yj * stride + xi * 3
         let plane = width * height
         for channel in 0..<3 {
-            let upper = Float(t0[channel]) + (Float(t0[channel + 3]) - Float(t0[channel])) * fx
-            let lower = Float(t1[channel]) + (Float(t1[channel + 3]) - Float(t1[channel])) * fx
-            out[channel * plane + index] = UInt8(upper + (lower - upper) * fy + 0.5)
+            let upper = Int32(t0[channel]) * (256 - wx) + Int32(t0[channel + 3]) * wx
+            let lower = Int32(t1[channel]) * (256 - wx) + Int32(t1[channel + 3]) * wx
+            out[channel * plane + index] = UInt8(truncatingIfNeeded: (upper * (256 - wy) + lower * wy + 32768) >> 16)
         }
     }
 }

@@ -1,0 +1,66 @@
+// The call pipeline stages of `make bench` (issue 6): per-stage milliseconds and end-to-end frames per
+// second on a 1280×720 synthetic call (a real room panorama, the real person photo, a known pan), with
+// the real selfie segmenter, on the benchmark's thread count; and the viewport renderer against the
+// tensor-op path it replaces (EquirectSampler's grid_sample on the same LibTorch).
+import Foundation
+import Geometry
+import Media
+import Torch
+import VirtualBackground
+
+enum CallBench {
+    static let frames = 90
+    static let warmup = 10
+
+    static func run(_ options: Options) throws {
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?"
+        print("\ncall pipeline: 1280×720, FOV 60°, selfie segmenter, \(Runtime.threads) threads (load average \(load))")
+        let assets = URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS"))
+        func image(_ path: String) throws -> Tensor {
+            try Image(contentsOf: assets.appendingPathComponent(path)).rgb8().tensor(.uint8)
+        }
+        let room: Tensor, virtualRoom: Tensor, photo: Tensor, segmenter: Segmenter
+        do {
+            (room, virtualRoom, photo) = (try image("panoramas/interior.png"), try image("panoramas/courtyard.png"),
+                                          try image("photos/astronaut.png"))
+            segmenter = try Segmenter(.selfie)
+        } catch {
+            print("  skipped: \(error) (run `make setup`)")
+            return
+        }
+        let camera = PinholeCamera(fov: 60, width: 1280, height: 720)
+        let call = try SyntheticCall(room: room, person: photo, personMask: segmenter.probabilities(photo), camera: camera,
+                                     path: SyntheticCall.panningPath(frames: frames + warmup))
+        let inputs = try (0..<(frames + warmup)).map { try call.frame($0) }
+        var settings = CallSettings()
+        settings.skipThreshold = 0  // every frame runs the model: the stage's full cost
+        var pipeline = try CallPipeline(background: virtualRoom, width: 1280, height: 720, segmenter: segmenter,
+                                        settings: settings)
+        for frame in inputs.prefix(warmup) { _ = try pipeline.process(frame) }
+        // Timings count from after the warm-up: a fresh pipeline continues on the later frames.
+        pipeline = try CallPipeline(background: virtualRoom, width: 1280, height: 720, segmenter: segmenter, settings: settings)
+        for frame in inputs { _ = try pipeline.process(frame) }
+        let timings = pipeline.timings
+        let targets: [String: Double] = ["segmentation": 8, "tracking": 8, "viewport": 2, "composite": 3]
+        for stage in CallTimings.stages {
+            let ms = timings.milliseconds(stage)
+            let target = targets[stage].map { String(format: "target ≤ %.0f ms %@", $0, ms <= $0 ? "ok" : "MISSED") } ?? ""
+            print("  " + stage.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  ", ms) + target)
+        }
+        let fps = timings.framesPerSecond
+        print("  " + "end to end".padding(toLength: 14, withPad: " ", startingAt: 0)
+              + String(format: "%8.2f ms  %.1f fps, target ≥ 30 fps %@", 1000 / fps, fps, fps >= 30 ? "ok" : "MISSED"))
+
+        // The viewport alone: the grid-interpolated 8-bit renderer vs exact tensor ops (rays rotated
+        // by matmul, atan2, grid_sample on the float panorama) for the same rotations.
+        let renderer = try ViewportRenderer(panorama: virtualRoom, camera: camera, threads: Runtime.threads)
+        let sampler = try EquirectSampler(virtualRoom.to(dtype: .float32))
+        let orientation = Orientation(yaw: 170, pitch: 5, roll: 2)
+        let rotation = try orientation.matrix()
+        let fast = try medianTime(repeats: 30, warmup: 3) { _ = try renderer.render(orientation) } * 1000
+        let exact = try medianTime(repeats: 10, warmup: 2) {
+            _ = try sampler.viewport(camera: camera, rotation: rotation).round().to(dtype: .uint8)
+        } * 1000
+        print(String(format: "  viewport alone: renderer %.2f ms, tensor-op path %.2f ms (%.2f× its time)", fast, exact, fast / exact))
+    }
+}

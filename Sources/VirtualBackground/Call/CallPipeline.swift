@@ -1,0 +1,132 @@
+import Dispatch
+import Foundation
+import Geometry
+import Torch
+
+/// How a call is processed; the defaults are the documented behaviour of `backdrop call`.
+public struct CallSettings: Sendable {
+    /// The real camera's horizontal field of view, degrees: the tracker's focal length and the
+    /// viewport's FOV, so the virtual room turns exactly as the real one would.
+    public var fov: Double = 60
+    /// Where the viewport looks in the panorama at frame 0.
+    public var start = Orientation()
+    /// Threshold, temporal smoothing, blob removal and feathering of the person mask.
+    public var mask = MaskPostProcessing()
+    /// Hold back one- or two-frame jumps of the person's area (nil: off).
+    public var stabilizer: (maxRelativeChange: Double, holdFrames: Int)? = (0.5, 2)
+    /// Colour match of the person to the room, 0…1.
+    public var colorMatch: Float = 0
+    /// Skip segmentation on frames that barely changed (mean gray-level difference of a thumbnail;
+    /// 0 runs the model on every frame).
+    public var skipThreshold = FrameChangeDetector.defaultThreshold
+    /// Camera tracking; its `fov` is overridden by `fov` above.
+    public var tracker = TrackerSettings()
+    /// When false the background stays fixed at `start` (no tracking).
+    public var trackCamera = true
+
+    public init() {}
+}
+
+/// What the pipeline produced for one frame.
+public struct CallFrame {
+    /// The composited frame `[3, H, W]` uint8.
+    public let output: Tensor
+    /// The mask used for compositing `[1, H, W]` in [0, 1].
+    public let mask: Tensor
+    /// The camera's orientation relative to frame 0 (identity when tracking is off).
+    public let orientation: Orientation
+    public let tracking: TrackingStep?
+}
+
+/// Accumulated wall-clock time per stage.
+public struct CallTimings: Sendable {
+    public static let stages = ["segmentation", "mask", "tracking", "viewport", "composite"]
+    public private(set) var seconds: [String: Double] = [:]
+    public private(set) var frames = 0
+    public private(set) var total = 0.0
+
+    mutating func add(_ stage: String, _ elapsed: Double) { seconds[stage, default: 0] += elapsed }
+    mutating func finishFrame(_ elapsed: Double) {
+        frames += 1
+        total += elapsed
+    }
+
+    /// Mean milliseconds per frame of `stage`.
+    public func milliseconds(_ stage: String) -> Double { frames == 0 ? 0 : 1000 * (seconds[stage] ?? 0) / Double(frames) }
+    public var framesPerSecond: Double { total == 0 ? 0 : Double(frames) / total }
+
+    /// One line per stage plus the end-to-end rate.
+    public var report: String {
+        func label(_ name: String) -> String { "  " + name.padding(toLength: 13, withPad: " ", startingAt: 0) }
+        let rows = Self.stages.map { label($0) + String(format: " %7.2f ms/frame", milliseconds($0)) }
+        let endToEnd = frames == 0 ? 0 : 1000 * total / Double(frames)
+        return (rows + [label("end to end") + String(format: " %7.2f ms/frame (%.1f fps over %d frames)", endToEnd,
+                                                      framesPerSecond, frames)]).joined(separator: "\n")
+    }
+}
+
+/// The call pipeline: segment the person → post-process and stabilise the mask → track the camera's
+/// rotation on the background → render the panorama's viewport for that rotation → composite.
+public final class CallPipeline {
+    public let settings: CallSettings
+    public let camera: PinholeCamera
+    public private(set) var timings = CallTimings()
+    public let segmenter: any PersonSegmenter
+    private let renderer: ViewportRenderer
+    private let processor: MaskPostProcessor
+    private let stabilizer: MaskStabilizer?
+    private let tracker: CameraTracker
+    private let compositor: Compositor
+
+    /// - Parameters:
+    ///   - background: the virtual room, an equirectangular panorama `[3, H, W]` (uint8 or [0, 1]).
+    ///   - width, height: the call's frame size.
+    ///   - segmenter: the person segmentation model (wrapped in a `SegmentationCache` when
+    ///     `settings.skipThreshold` > 0).
+    public init(background: Tensor, width: Int, height: Int, segmenter: any PersonSegmenter,
+                settings: CallSettings = CallSettings()) throws {
+        guard (1...179).contains(settings.fov) else { throw CallError("--fov must be in (0, 180) degrees, got \(settings.fov)") }
+        self.settings = settings
+        camera = PinholeCamera(fov: settings.fov, width: width, height: height)
+        self.segmenter = settings.skipThreshold > 0
+            ? SegmentationCache(segmenter, detector: FrameChangeDetector(threshold: settings.skipThreshold)) : segmenter
+        renderer = try ViewportRenderer(panorama: background, camera: camera)
+        processor = MaskPostProcessor(settings.mask)
+        stabilizer = settings.stabilizer.map { MaskStabilizer(maxRelativeChange: $0.maxRelativeChange, holdFrames: $0.holdFrames) }
+        var trackerSettings = settings.tracker
+        trackerSettings.fov = settings.fov
+        tracker = CameraTracker(settings: trackerSettings)
+        compositor = Compositor(colorMatch: settings.colorMatch)
+    }
+
+    /// Frames answered from the segmentation cache (unchanged frames).
+    public var skippedSegmentations: Int { (segmenter as? SegmentationCache)?.skippedFrames ?? 0 }
+
+    /// Processes the next frame of the call, `[3, H, W]` uint8 RGB.
+    public func process(_ frame: Tensor) throws -> CallFrame {
+        guard frame.shape == [3, camera.height, camera.width], frame.dtype == .uint8 else {
+            throw CallError("call frames must be [3, \(camera.height), \(camera.width)] uint8, got \(frame.shape) \(frame.dtype)")
+        }
+        let frameStart = DispatchTime.now().uptimeNanoseconds
+        var clock = frameStart
+        func lap(_ stage: String) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            timings.add(stage, Double(now - clock) / 1e9)
+            clock = now
+        }
+        let probabilities = try segmenter.modelProbabilities(frame)
+        lap("segmentation")
+        var mask = try processor.process(probabilities, height: camera.height, width: camera.width)
+        if let stabilizer { mask = try stabilizer.stabilize(mask) }
+        lap("mask")
+        let step = settings.trackCamera ? try tracker.track(frame, personMask: probabilities) : nil
+        lap("tracking")
+        let relative = step?.rotation ?? Orientation().matrixValues
+        let room = try renderer.render(rotation: Matrix3.multiply(settings.start.matrixValues, relative))
+        lap("viewport")
+        let output = try compositor.composite(person: frame, room: room, alpha: mask)
+        lap("composite")
+        timings.finishFrame(Double(clock - frameStart) / 1e9)
+        return CallFrame(output: output, mask: mask, orientation: step?.orientation ?? Orientation(), tracking: step)
+    }
+}
