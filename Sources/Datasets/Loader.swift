@@ -1,36 +1,6 @@
 import Foundation
 import Torch
 
-/// SplitMix64: a tiny, fast, well-mixed generator. Every random choice of the data pipeline is a
-/// pure function of (seed, epoch, index) through it, so a run is reproducible whatever the
-/// iteration order, rank count or skipped panoramas.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    /// A generator for a tuple of keys (e.g. seed, epoch, index), each mixed in turn.
-    public init(_ keys: UInt64...) {
-        var s: UInt64 = 0x243F_6A88_85A3_08D3
-        for key in keys {
-            var g = SplitMix64(seed: s ^ key)
-            s = g.next()
-        }
-        state = s
-    }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
-
 /// How each panorama's view yaws are offset.
 public enum YawPolicy: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The same offset always (test: 0, as MVDiffusion).

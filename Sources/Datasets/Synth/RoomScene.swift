@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 // A procedurally built indoor room: a box with textured walls, floor and ceiling, windows, doors,
 // paintings and rugs as rectangles on those surfaces, and furniture as axis-aligned boxes. Every
