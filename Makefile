@@ -178,6 +178,7 @@ BENCH_THREADS ?= 2
 bench: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
+	.build/release/backdrop-bench --call --threads $(BENCH_THREADS)
 
 # The CAA training step of issue 7 (MultiViewUNet vs an MVDiffusion-style PyTorch model); minutes.
 bench-caa: setup

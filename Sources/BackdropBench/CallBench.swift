@@ -53,11 +53,16 @@ enum CallBench {
 
         // The viewport alone: the grid-interpolated 8-bit renderer vs exact tensor ops (rays rotated
         // by matmul, atan2, grid_sample on the float panorama) for the same rotations.
-        let renderer = try ViewportRenderer(panorama: virtualRoom, camera: camera, threads: Runtime.threads)
+        let renderer = try ViewportRenderer(panorama: virtualRoom, camera: camera)
         let sampler = try EquirectSampler(virtualRoom.to(dtype: .float32))
         let orientation = Orientation(yaw: 170, pitch: 5, roll: 2)
         let rotation = try orientation.matrix()
         let fast = try medianTime(repeats: 30, warmup: 3) { _ = try renderer.render(orientation) } * 1000
+        let threads = Runtime.threads
+        Runtime.threads = 1
+        let single = try medianTime(repeats: 30, warmup: 3) { _ = try renderer.render(orientation) } * 1000
+        Runtime.threads = threads
+        print(String(format: "  viewport renderer on one thread: %.2f ms (%.1f ns/pixel)", single, single * 1e6 / Double(1280 * 720)))
         let exact = try medianTime(repeats: 10, warmup: 2) {
             _ = try sampler.viewport(camera: camera, rotation: rotation).round().to(dtype: .uint8)
         } * 1000

@@ -10,7 +10,8 @@ struct Options {
     var caa = false
     /// `--inception`: only the FID Inception workload (`make bench-inception`).
     var inception = false
-    /// `--call`: only the call pipeline stages (`make bench-call`).
+    /// `--call`: only the call pipeline stages (`make bench-call`, and the end of `make bench`): a
+    /// separate run because it restarts itself with passive OpenMP workers, as `backdrop call` does.
     var call = false
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
@@ -116,6 +117,7 @@ do {
         exit(0)
     }
     if options.call {
+        Runtime.preferPassiveOpenMPWorkers()
         try CallBench.run(options)
         exit(0)
     }
@@ -137,7 +139,6 @@ do {
     }
     try SegmentationBench.run(options)
     try TrackingBench.run(options)
-    try CallBench.run(options)
     try UNetBench.run(options)
     try CLIPBench.run(options)
     try InceptionBench.run(options)

@@ -37,6 +37,7 @@ struct DemoCallCommand: ParsableCommand {
     }
 
     func run() throws {
+        Runtime.preferPassiveOpenMPWorkers()
         if let threads { Runtime.threads = threads }
         let assets = URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS"))
         func asset(_ path: String) throws -> URL {

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Torch
 
@@ -18,8 +17,6 @@ public final class Compositor {
     /// Weight of the new frame in the moving average of the colour gains, so the person's colour
     /// does not flicker when the room behind them changes.
     public var colorSmoothing: Float = 0.1
-    /// Worker threads for one frame.
-    public var threads = ProcessInfo.processInfo.activeProcessorCount
     private var gains: SIMD3<Float>?
 
     public init(colorMatch: Float = 0) {
@@ -53,10 +50,7 @@ public final class Compositor {
                                           room: bgBytes.bindMemory(to: UInt8.self).baseAddress!,
                                           alpha: alphaBytes.bindMemory(to: Float.self).baseAddress!,
                                           out: outBytes.bindMemory(to: UInt8.self).baseAddress!, plane: plane, gain: gain)
-                        let chunks = min(threads, max(1, plane / 65536))
-                        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                            blend.run(plane * chunk / chunks..<plane * (chunk + 1) / chunks)
-                        }
+                        Parallel.forEach(0..<plane, grain: 32768) { blend.run($0) }
                     }
                 }
             }
@@ -101,8 +95,10 @@ private struct Blend: @unchecked Sendable {
                 // 8-bit alpha: integer arithmetic, exact to rounding.
                 for i in pixels {
                     let a = Int32(min(max(alpha[i], 0), 1) * 255 + 0.5)
-                    let f = Int32(person[offset + i]), b = Int32(room[offset + i])
-                    out[offset + i] = UInt8(truncatingIfNeeded: (b * 255 + (f - b) * a + 127) / 255)
+                    let f = Int32(person[offset &+ i]), b = Int32(room[offset &+ i])
+                    // round(v / 255) for 0 ≤ v ≤ 255², without a division.
+                    let v = b &* 255 &+ (f &- b) &* a &+ 128
+                    out[offset &+ i] = UInt8(truncatingIfNeeded: (v &+ (v &>> 8)) &>> 8)
                 }
             } else {
                 let g = gain[channel]

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Geometry
 import Torch
@@ -19,11 +18,9 @@ public final class ViewportRenderer: @unchecked Sendable {
     public let panoramaWidth: Int
     public let panoramaHeight: Int
     public let cellSize: Int
-    /// Worker threads for one frame (rows of cells are dealt out in turn).
-    public var threads: Int
-    /// RGB interleaved rows of `panoramaWidth + 1` pixels: column 0 repeated at the end, so the
-    /// bilinear tap to the right of the last column needs no modulo.
-    private let texels: [UInt8]
+    /// Rows of `panoramaWidth + 1` packed RGB pixels: column 0 repeated at the end, so the bilinear
+    /// tap to the right of the last column needs no modulo.
+    private let texels: [UInt32]
     /// Camera-space rays (not normalised: atan2 does not need it) at the grid nodes, row-major.
     private let nodeRays: [SIMD3<Float>]
     private let nodeColumns: Int
@@ -32,8 +29,8 @@ public final class ViewportRenderer: @unchecked Sendable {
     /// - Parameters:
     ///   - panorama: `[3, H, W]` uint8 RGB (float in [0, 1] is scaled and rounded), W ≥ 2.
     ///   - camera: the viewport's size and horizontal FOV.
-    public init(panorama: Tensor, camera: PinholeCamera, cellSize: Int = 8,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+    /// Frames are rendered on LibTorch's intra-op threads (`Runtime.threads`).
+    public init(panorama: Tensor, camera: PinholeCamera, cellSize: Int = 8) throws {
         guard panorama.rank == 3, panorama.shape[0] == 3, panorama.shape[1] >= 2, panorama.shape[2] >= 2 else {
             throw CallError("viewport: the panorama must be [3, H, W] RGB, got \(panorama.shape)")
         }
@@ -51,18 +48,19 @@ public final class ViewportRenderer: @unchecked Sendable {
                             mode: .replicate)[0].to(dtype: .uint8)
         }
         let (h, w) = (rgb.shape[1], rgb.shape[2])
+        // One 32-bit word per pixel (0x00BBGGRR): the sampler blends red and blue in one multiply.
         let hwc: [UInt8] = try rgb.permute(1, 2, 0).contiguous().toArray()
-        var padded = [UInt8](repeating: 0, count: h * (w + 1) * 3)
+        var packed = [UInt32](repeating: 0, count: h * (w + 1))
         for row in 0..<h {
-            let source = row * w * 3, target = row * (w + 1) * 3
-            padded.replaceSubrange(target..<(target + w * 3), with: hwc[source..<(source + w * 3)])
-            padded.replaceSubrange((target + w * 3)..<(target + w * 3 + 3), with: hwc[source..<(source + 3)])
+            for column in 0...w {
+                let source = (row * w + column % w) * 3
+                packed[row * (w + 1) + column] = UInt32(hwc[source]) | UInt32(hwc[source + 1]) << 8 | UInt32(hwc[source + 2]) << 16
+            }
         }
-        texels = padded
+        texels = packed
         (panoramaHeight, panoramaWidth) = (h, w)
         self.camera = camera
         self.cellSize = cellSize
-        self.threads = max(1, threads)
         // Nodes every cellSize pixels; the cells cover every pixel, so the last node may lie beyond
         // the image (rays extrapolate fine).
         nodeColumns = (camera.width + cellSize - 1) / cellSize + 1
@@ -85,19 +83,17 @@ public final class ViewportRenderer: @unchecked Sendable {
         let (w, h) = (camera.width, camera.height)
         let coordinates = nodeCoordinates(rotation)
         let output = try Tensor.empty([3, h, w], dtype: .uint8)
-        let cellRows = nodeRows - 1
-        let workers = min(threads, max(cellRows, 1))
+        let r = rotation.map(Float.init)
         try output.withUnsafeMutableBytes { out in
-            texels.withUnsafeBufferPointer { tex in
-                coordinates.withUnsafeBufferPointer { nodes in
+            try texels.withUnsafeBufferPointer { tex in
+                try coordinates.withUnsafeBufferPointer { nodes in
                     let context = RenderContext(out: out.bindMemory(to: UInt8.self).baseAddress!, texels: tex.baseAddress!,
                                                 nodes: nodes.baseAddress!, width: w, height: h, nodeColumns: nodeColumns,
                                                 cell: cellSize, panoramaWidth: panoramaWidth, panoramaHeight: panoramaHeight,
-                                                rotation: rotation.map(Float.init), camera: camera)
-                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                        for cellRow in stride(from: worker, to: cellRows, by: workers) {
-                            context.renderCellRow(cellRow)
-                        }
+                                                rotation: (SIMD3(r[0], r[1], r[2]), SIMD3(r[3], r[4], r[5]), SIMD3(r[6], r[7], r[8])),
+                                                focal: Float(camera.focal), principal: SIMD2(Float(camera.cx), Float(camera.cy)))
+                    Parallel.forEach(0..<(nodeRows - 1), grain: 1) { cellRows in
+                        for cellRow in cellRows { context.renderCellRow(cellRow) }
                     }
                 }
             }
@@ -129,15 +125,18 @@ private func equirectCoordinates(_ d: SIMD3<Float>, width: Float, height: Float)
     return SIMD2((u / (2 * .pi) + 0.5) * width - 0.5, (-v / .pi + 0.5) * height - 0.5)
 }
 
-/// Raw pointers and sizes shared by the render workers (each writes disjoint rows).
+/// Raw pointers and sizes shared by the render workers (each writes disjoint rows). The inner loops
+/// use wrapping integer arithmetic: every value is bounded by construction, and overflow checks in
+/// the per-pixel path would cost more than the arithmetic.
 private struct RenderContext: @unchecked Sendable {
     let out: UnsafeMutablePointer<UInt8>
-    let texels: UnsafePointer<UInt8>
+    let texels: UnsafePointer<UInt32>
     let nodes: UnsafePointer<SIMD2<Float>>
     let width: Int, height: Int, nodeColumns: Int, cell: Int
     let panoramaWidth: Int, panoramaHeight: Int
-    let rotation: [Float]
-    let camera: PinholeCamera
+    let rotation: (SIMD3<Float>, SIMD3<Float>, SIMD3<Float>)
+    let focal: Float
+    let principal: SIMD2<Float>
 
     func renderCellRow(_ cellRow: Int) {
         let pw = Float(panoramaWidth)
@@ -154,33 +153,35 @@ private struct RenderContext: @unchecked Sendable {
             c.x = unwrap(c.x, near: a.x, width: pw)
             d.x = unwrap(d.x, near: a.x, width: pw)
             let spread = max(max(a.x, b.x), max(c.x, d.x)) - min(min(a.x, b.x), min(c.x, d.x))
-            if spread > pw / 16 {
+            if !(spread <= pw / 16) {
                 renderExactly(x0..<x1, y0..<y1)
                 continue
             }
             for y in y0..<y1 {
                 let t = Float(y - y0) * inverseCell
                 let left = a + (c - a) * t, right = b + (d - b) * t
-                let step = (right - left) * inverseCell
-                var p = left
-                for x in x0..<x1 {
-                    sample(p, into: y * width + x)
-                    p += step
+                // Scalars, not SIMD2, in the per-pixel loop: it then compiles to plain register code.
+                let stepX = (right.x - left.x) * inverseCell, stepY = (right.y - left.y) * inverseCell
+                var px = left.x, py = left.y
+                var index = y * width + x0
+                for _ in x0..<x1 {
+                    sample(px, py, into: index)
+                    px += stepX
+                    py += stepY
+                    index &+= 1
                 }
             }
         }
     }
 
     private func renderExactly(_ columns: Range<Int>, _ rows: Range<Int>) {
-        let (f, cx, cy) = (Float(camera.focal), Float(camera.cx), Float(camera.cy))
-        let r = rotation
+        let (pw, ph) = (Float(panoramaWidth), Float(panoramaHeight))
         for y in rows {
             for x in columns {
-                let ray = SIMD3<Float>((Float(x) - cx) / f, (Float(y) - cy) / f, 1)
-                let world = SIMD3(r[0] * ray.x + r[1] * ray.y + r[2] * ray.z, r[3] * ray.x + r[4] * ray.y + r[5] * ray.z,
-                                  r[6] * ray.x + r[7] * ray.y + r[8] * ray.z)
-                sample(equirectCoordinates(world, width: Float(panoramaWidth), height: Float(panoramaHeight)),
-                       into: y * width + x)
+                let ray = SIMD3<Float>((Float(x) - principal.x) / focal, (Float(y) - principal.y) / focal, 1)
+                let world = SIMD3((rotation.0 * ray).sum(), (rotation.1 * ray).sum(), (rotation.2 * ray).sum())
+                let p = equirectCoordinates(world, width: pw, height: ph)
+                sample(p.x, p.y, into: y * width + x)
             }
         }
     }
@@ -192,26 +193,31 @@ private struct RenderContext: @unchecked Sendable {
         return x
     }
 
-    /// Bilinear sample at panorama coordinates `p` (column possibly off by one turn) into output
-    /// pixel `index` of the three planes, in 8-bit fixed point (weights in 1/256).
+    /// Bilinear sample at panorama coordinates (column possibly off by one turn) into output
+    /// pixel `index` of the three planes, in fixed point (weights in 1/256).
     @inline(__always)
-    private func sample(_ p: SIMD2<Float>, into index: Int) {
+    private func sample(_ column: Float, _ row: Float, into index: Int) {
         let pw = Float(panoramaWidth)
-        var x = p.x
+        var x = column
         if x < 0 { x += pw } else if x >= pw { x -= pw }
         if !(x >= 0 && x < pw) { x = 0 }  // only for non-finite or absurd inputs; keeps indices in range
-        let y = min(max(p.y, 0), Float(panoramaHeight - 1))
-        let fx = Int32(x * 256), fy = Int32(y * 256)
-        let xi = Int(fx >> 8), yi = Int(fy >> 8)
+        let y = min(max(row, 0), Float(panoramaHeight &- 1))
+        let fx = UInt32(x * 256), fy = UInt32(y * 256)
+        let xi = Int(fx &>> 8), yi = Int(fy &>> 8)
         let wx = fx & 255, wy = fy & 255
-        let stride = (panoramaWidth + 1) * 3
-        let yj = min(yi + 1, panoramaHeight - 1)
-        let t0 = texels + yi * stride + xi * 3, t1 = texels + yj * stride + xi * 3
-        let plane = width * height
-        for channel in 0..<3 {
-            let upper = Int32(t0[channel]) * (256 - wx) + Int32(t0[channel + 3]) * wx
-            let lower = Int32(t1[channel]) * (256 - wx) + Int32(t1[channel + 3]) * wx
-            out[channel * plane + index] = UInt8(truncatingIfNeeded: (upper * (256 - wy) + lower * wy + 32768) >> 16)
-        }
+        let stride = panoramaWidth &+ 1
+        let t0 = texels + (yi &* stride &+ xi), t1 = yi &+ 1 < panoramaHeight ? t0 + stride : t0
+        let (a, b, c, d) = (t0[0], t0[1], t1[0], t1[1])
+        // Red and blue share a word (each lane stays below 2¹⁶ in 8.8 fixed point), green alone.
+        let rbTop = ((a & 0xFF00FF) &* (256 &- wx) &+ (b & 0xFF00FF) &* wx) &>> 8 & 0xFF00FF
+        let rbBottom = ((c & 0xFF00FF) &* (256 &- wx) &+ (d & 0xFF00FF) &* wx) &>> 8 & 0xFF00FF
+        let rb = (rbTop &* (256 &- wy) &+ rbBottom &* wy &+ 0x80_0080) &>> 8
+        let gTop = (a &>> 8 & 0xFF) &* (256 &- wx) &+ (b &>> 8 & 0xFF) &* wx
+        let gBottom = (c &>> 8 & 0xFF) &* (256 &- wx) &+ (d &>> 8 & 0xFF) &* wx
+        let g = (gTop &* (256 &- wy) &+ gBottom &* wy &+ 32768) &>> 16
+        let plane = width &* height
+        out[index] = UInt8(truncatingIfNeeded: rb)
+        out[index &+ plane] = UInt8(truncatingIfNeeded: g)
+        out[index &+ 2 &* plane] = UInt8(truncatingIfNeeded: rb &>> 16)
     }
 }
