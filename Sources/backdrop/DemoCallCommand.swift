@@ -77,7 +77,7 @@ struct DemoCallCommand: ParsableCommand {
             try outputWriter.append(result.output)
             tracked.append(result.orientation)
             if stripFrames.contains(index) {
-                let mask = try (result.mask * 255).round().to(dtype: .uint8).expand([3, height, width])
+                let mask = try (result.maskAtFrameSize() * 255).round().to(dtype: .uint8).expand([3, height, width])
                 stripRows.append(try Tensor.cat([frame, mask, result.output], dim: 2))
             }
             progress.update(index + 1)

@@ -31,11 +31,22 @@ public struct CallSettings: Sendable {
 public struct CallFrame {
     /// The composited frame `[3, H, W]` uint8.
     public let output: Tensor
-    /// The mask used for compositing `[1, H, W]` in [0, 1].
+    /// The mask used for compositing, `[1, h, w]` in [0, 1]: at the segmenter's resolution (the
+    /// frame's when feathering); `maskAtFrameSize()` gives it as composited.
     public let mask: Tensor
+    let binaryMask: Bool
     /// The camera's orientation relative to frame 0 (identity when tracking is off).
     public let orientation: Orientation
     public let tracking: TrackingStep?
+
+    /// The mask as the compositor applied it, `[1, H, W]` at the frame's size.
+    public func maskAtFrameSize() throws -> Tensor {
+        let (h, w) = (output.shape[1], output.shape[2])
+        guard Array(mask.shape.suffix(2)) != [h, w] else { return mask }
+        let upsampled = try F.interpolate(mask.reshape([1, 1] + mask.shape.suffix(2)), size: IntPair(h, w), mode: .bilinear,
+                                          alignCorners: false)
+        return try (binaryMask ? (upsampled .>= 0.5).to(dtype: .float32) : upsampled).reshape([1, h, w])
+    }
 }
 
 /// Accumulated wall-clock time per stage.
@@ -116,7 +127,12 @@ public final class CallPipeline {
         }
         let probabilities = try segmenter.modelProbabilities(frame)
         lap("segmentation")
-        var mask = try processor.process(probabilities, height: camera.height, width: camera.width)
+        // Without feathering the mask stays at the segmenter's resolution and the compositor upsamples
+        // it on the fly (same interpolation and re-threshold as the post-processor's): a frame-sized
+        // float mask would cost more than the blend itself.
+        let atModelSize = settings.mask.featherRadius == 0
+        var mask = try atModelSize ? processor.process(probabilities)
+            : processor.process(probabilities, height: camera.height, width: camera.width)
         if let stabilizer { mask = try stabilizer.stabilize(mask) }
         lap("mask")
         let step = settings.trackCamera ? try tracker.track(frame, personMask: probabilities) : nil
@@ -124,9 +140,11 @@ public final class CallPipeline {
         let relative = step?.rotation ?? Orientation().matrixValues
         let room = try renderer.render(rotation: Matrix3.multiply(settings.start.matrixValues, relative))
         lap("viewport")
-        let output = try compositor.composite(person: frame, room: room, alpha: mask)
+        let output = try compositor.composite(person: frame, room: room, alpha: mask,
+                                              binarize: atModelSize && settings.mask.threshold != nil)
         lap("composite")
         timings.finishFrame(Double(clock - frameStart) / 1e9)
-        return CallFrame(output: output, mask: mask, orientation: step?.orientation ?? Orientation(), tracking: step)
+        return CallFrame(output: output, mask: mask, binaryMask: atModelSize && settings.mask.threshold != nil,
+                         orientation: step?.orientation ?? Orientation(), tracking: step)
     }
 }

@@ -26,29 +26,35 @@ public final class Compositor {
     /// - Parameters:
     ///   - person: the camera frame `[3, H, W]` uint8.
     ///   - room: the background viewport `[3, H, W]` uint8.
-    ///   - alpha: the person mask `[1, H, W]` or `[H, W]` in [0, 1] (float) at the frame's size.
+    ///   - alpha: the person mask `[1, h, w]` or `[h, w]` in [0, 1] (float), at the frame's size or
+    ///     smaller (the segmenter's resolution): it is then upsampled here, bilinearly with half-pixel
+    ///     centres as `MaskPostProcessor` does, so no frame-sized mask is ever materialised.
+    ///   - binarize: re-threshold the upsampled mask at 0.5 (smooth contours of a binary mask, as
+    ///     `MaskPostProcessor` does after upsampling a thresholded mask).
     /// - Returns: `[3, H, W]` uint8.
-    public func composite(person: Tensor, room: Tensor, alpha: Tensor) throws -> Tensor {
+    public func composite(person: Tensor, room: Tensor, alpha: Tensor, binarize: Bool = false) throws -> Tensor {
         guard person.rank == 3, person.shape[0] == 3, person.dtype == .uint8, room.shape == person.shape, room.dtype == .uint8
         else {
             throw CallError("composite: person and room must be [3, H, W] uint8 of one size, got \(person.shape) "
                             + "\(person.dtype) and \(room.shape) \(room.dtype)")
         }
         let (h, w) = (person.shape[1], person.shape[2])
-        guard alpha.count == h * w, alpha.shape.suffix(2) == [h, w] else {
-            throw CallError("composite: the mask \(alpha.shape) does not match the frame \(w)×\(h)")
+        let mask = alpha.rank >= 2 ? Array(alpha.shape.suffix(2)) : []
+        guard mask.count == 2, alpha.count == mask[0] * mask[1], (1...h).contains(mask[0]), (1...w).contains(mask[1]) else {
+            throw CallError("composite: the mask \(alpha.shape) must be [1, h, w] with h ≤ \(h) and w ≤ \(w) (the frame is \(w)×\(h))")
         }
-        let alphaValues = try alpha.to(dtype: .float32)
+        let alphaValues = try alpha.to(dtype: .float32).reshape(mask)
+        let weights = AlphaPlane(from: alphaValues, height: h, width: w, binarize: binarize)
         let plane = h * w
-        let gain = colorMatch > 0 ? try updateGains(person, room, alphaValues, plane: plane) : SIMD3<Float>(1, 1, 1)
+        let gain = colorMatch > 0 ? try updateGains(person, room, weights.tensor(), plane: plane) : SIMD3<Float>(1, 1, 1)
         let output = try Tensor.empty([3, h, w], dtype: .uint8)
         try person.withUnsafeBytes { fgBytes in
             try room.withUnsafeBytes { bgBytes in
-                try alphaValues.withUnsafeBytes { alphaBytes in
+                try weights.values.withUnsafeBufferPointer { alphaBuffer in
                     try output.withUnsafeMutableBytes { outBytes in
                         let blend = Blend(person: fgBytes.bindMemory(to: UInt8.self).baseAddress!,
                                           room: bgBytes.bindMemory(to: UInt8.self).baseAddress!,
-                                          alpha: alphaBytes.bindMemory(to: Float.self).baseAddress!,
+                                          alpha: alphaBuffer.baseAddress!,
                                           out: outBytes.bindMemory(to: UInt8.self).baseAddress!, plane: plane, gain: gain)
                         Parallel.forEach(0..<plane, grain: 32768) { blend.run($0) }
                     }
@@ -61,7 +67,7 @@ public final class Compositor {
     /// Per-channel gains that give the person's mean colour the room's chromaticity at the person's
     /// own brightness, blended by `colorMatch` and smoothed over time.
     private func updateGains(_ person: Tensor, _ room: Tensor, _ alpha: Tensor, plane: Int) throws -> SIMD3<Float> {
-        let a = try alpha.reshape([1, plane]).to(dtype: .float64)
+        let a = try alpha.reshape([1, plane]).to(dtype: .float64) / 255
         let weight = try a.sum().item()
         let personSum = try (person.reshape([3, plane]).to(dtype: .float64) * a).sum(dims: [1]).toArray(Double.self)
         let roomSum = try room.reshape([3, plane]).to(dtype: .float64).sum(dims: [1]).toArray(Double.self)
@@ -78,11 +84,73 @@ public final class Compositor {
     }
 }
 
+/// The compositing weights as 8-bit values (0…255) at the frame's size, upsampled from a smaller
+/// mask when needed: per output row, the two source rows are blended once, then each pixel
+/// interpolates between two columns (sizes and source positions as PyTorch's bilinear
+/// `align_corners=False`, negative positions clamped to 0).
+struct AlphaPlane {
+    let values: [UInt8]
+    let height: Int
+    let width: Int
+
+    init(from mask: Tensor, height: Int, width: Int, binarize: Bool) {
+        self.height = height
+        self.width = width
+        let (h, w) = (mask.shape[0], mask.shape[1])
+        let source: [Float] = (try? mask.contiguous().toArray()) ?? [Float](repeating: 0, count: h * w)
+        func taps(_ size: Int, _ target: Int) -> [(Int, Int, Float)] {
+            let scale = Float(size) / Float(target)
+            return (0..<target).map { i in
+                let position = max(0, (Float(i) + 0.5) * scale - 0.5)
+                let low = min(Int(position), size - 1)
+                return (low, min(low + 1, size - 1), position - Float(low))
+            }
+        }
+        let rows = taps(h, height), columns = taps(w, width)
+        values = [UInt8](unsafeUninitializedCapacity: height * width) { buffer, initialized in
+            let out = UnsafeMutableSendablePointer(buffer.baseAddress!)
+            source.withUnsafeBufferPointer { src in
+                let m = UnsafeSendablePointer(src.baseAddress!)
+                Parallel.forEach(0..<height, grain: 32) { range in
+                    var line = [Float](repeating: 0, count: w)
+                    for y in range {
+                        let (r0, r1, fy) = rows[y]
+                        for x in 0..<w { line[x] = m.pointer[r0 * w + x] + (m.pointer[r1 * w + x] - m.pointer[r0 * w + x]) * fy }
+                        for x in 0..<width {
+                            let (c0, c1, fx) = columns[x]
+                            var a = line[c0] + (line[c1] - line[c0]) * fx
+                            if binarize { a = a >= 0.5 ? 1 : 0 }
+                            out.pointer[y * width + x] = UInt8(min(max(a, 0), 1) * 255 + 0.5)
+                        }
+                    }
+                }
+            }
+            initialized = height * width
+        }
+    }
+
+    /// `[1, H, W]` float in [0, 255].
+    func tensor() throws -> Tensor {
+        try values.withUnsafeBytes { try Tensor(bytes: $0, shape: [1, height, width], dtype: .uint8) }.to(dtype: .float32)
+    }
+}
+
+/// Pointers handed to parallel workers that write disjoint parts.
+struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<T>
+    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+}
+
+struct UnsafeSendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafePointer<T>
+    init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
+}
+
 /// One frame's blend over raw planes; workers take disjoint pixel ranges.
 private struct Blend: @unchecked Sendable {
     let person: UnsafePointer<UInt8>
     let room: UnsafePointer<UInt8>
-    let alpha: UnsafePointer<Float>
+    let alpha: UnsafePointer<UInt8>
     let out: UnsafeMutablePointer<UInt8>
     let plane: Int
     let gain: SIMD3<Float>
@@ -94,7 +162,7 @@ private struct Blend: @unchecked Sendable {
             if plain {
                 // 8-bit alpha: integer arithmetic, exact to rounding.
                 for i in pixels {
-                    let a = Int32(min(max(alpha[i], 0), 1) * 255 + 0.5)
+                    let a = Int32(alpha[i])
                     let f = Int32(person[offset &+ i]), b = Int32(room[offset &+ i])
                     // round(v / 255) for 0 ≤ v ≤ 255², without a division.
                     let v = b &* 255 &+ (f &- b) &* a &+ 128
@@ -103,7 +171,7 @@ private struct Blend: @unchecked Sendable {
             } else {
                 let g = gain[channel]
                 for i in pixels {
-                    let a = min(max(alpha[i], 0), 1), b = Float(room[offset + i])
+                    let a = Float(alpha[i]) / 255, b = Float(room[offset + i])
                     let f = min(Float(person[offset + i]) * g, 255)
                     out[offset + i] = UInt8(b + (f - b) * a + 0.5)
                 }
