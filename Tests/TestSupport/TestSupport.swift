@@ -79,6 +79,20 @@ public enum TestSupport {
         return fallback
     }
 
+    /// Runs the `backdrop` executable; returns its exit status and its standard output and error.
+    public static func runBackdrop(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = try backdropExecutable()
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
     /// The tiny SD-shaped model `make models` writes (random weights).
     public static func tinyStableDiffusion() throws -> URL {
         let cache = ProcessInfo.processInfo.environment["BACKDROP_CACHE"]

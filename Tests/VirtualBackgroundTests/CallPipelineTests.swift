@@ -85,4 +85,53 @@ final class CallPipelineTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("[3, 48, 64]"), "\(error)")
         }
     }
+
+    /// `backdrop call` through the executable: a Y4M call in, a Y4M call and the rotations CSV out.
+    func testCallCommandWritesTheVideoAndRotations() throws {
+        let folder = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let camera = PinholeCamera(fov: 60, width: 160, height: 96)
+        let call = try makeCall(frames: 6, camera: camera)
+        let input = folder.appendingPathComponent("in.y4m")
+        let writer = try createVideoWriter(input, width: 160, height: 96, frameRate: 25)
+        for i in 0..<6 { try writer.append(call.frame(i)) }
+        try writer.finish()
+        let output = folder.appendingPathComponent("out.y4m"), csv = folder.appendingPathComponent("rotations.csv")
+        let run = try TestSupport.runBackdrop(["call", "--background", TestSupport.asset("panoramas/courtyard.png").path,
+                                               "--input", input.path, "--output", output.path, "--rotations", csv.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("end to end"), run.output)
+        let reader = try openVideo(output)
+        XCTAssertEqual([reader.width, reader.height], [160, 96])
+        XCTAssertEqual(reader.frameRate, 25)
+        var frames = 0
+        while try reader.nextFrame() != nil { frames += 1 }
+        XCTAssertEqual(frames, 6)
+        let lines = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 7)
+        XCTAssertEqual(lines[1], "0,0.0000,0.0000,0.0000")
+
+        let bad = try TestSupport.runBackdrop(["call", "--background", folder.appendingPathComponent("missing.png").path,
+                                               "--input", input.path, "--output", output.path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("missing.png"), bad.output)
+    }
+
+    /// `backdrop demo-call` on a short clip: videos, strip, rotations and the report.
+    func testDemoCallWritesItsOutputsAndReportsTrackingError() throws {
+        let folder = try TestSupport.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let run = try TestSupport.runBackdrop(["demo-call", "--frames", "6", "--width", "128", "--height", "72",
+                                               "--out", folder.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("tracking:") && run.output.contains("segmentation"), run.output)
+        let ext = FFmpeg.isAvailable ? "mp4" : "y4m"
+        for name in ["input.\(ext)", "call.\(ext)", "strip.png", "rotations.csv"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), name)
+        }
+        let strip = try Image(contentsOf: folder.appendingPathComponent("strip.png"))
+        XCTAssertEqual([strip.width, strip.height], [3 * 128, 4 * 72], "input | mask | output at four moments")
+        let rows = try String(contentsOf: folder.appendingPathComponent("rotations.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 7)
+    }
 }

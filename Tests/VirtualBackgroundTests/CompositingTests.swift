@@ -56,27 +56,30 @@ final class CompositingTests: XCTestCase {
         let a = try (alpha * 255).round() / 255
         let expected = try (room.to(dtype: .float32) + a * (person.to(dtype: .float32) - room.to(dtype: .float32))).round()
         XCTAssertLessThanOrEqual(try TestSupport.maxAbsDifference(output.to(dtype: .float32), expected), 1)
-        XCTAssertThrowsError(try Compositor().composite(person: person, room: room, alpha: Tensor.zeros([1, 40, 40])))  // larger than the frame
+        XCTAssertThrowsError(try Compositor().composite(person: person, room: room, alpha: Tensor.zeros([40])))
     }
 
     /// A mask at the segmenter's resolution, upsampled inside the compositor, gives the frame that
     /// `MaskPostProcessor`'s own upsampling (and re-threshold) followed by a full-size blend gives.
     func testLowResolutionMaskMatchesThePostProcessorsUpsampling() throws {
         let g = try Generator(seed: 3)
-        let person = try Tensor.randint(0, 256, [3, 90, 160], dtype: .uint8, generator: g)
-        let room = try Tensor.randint(0, 256, [3, 90, 160], dtype: .uint8, generator: g)
         let smooth = try F.avgPool2d(Tensor.rand([1, 1, 36, 64], generator: g), kernel: IntPair(5), stride: 1,
                                      padding: IntPair(2), countIncludePad: false)[0]
-        for threshold in [Float(0.5), nil] {
-            let settings = MaskPostProcessing(threshold: threshold, temporalSmoothing: 1, minBlobFraction: 0)
-            let full = try MaskPostProcessor(settings).process(smooth, height: 90, width: 160)
-            let low = try MaskPostProcessor(settings).process(smooth)
-            XCTAssertEqual(low.shape, [1, 36, 64])
-            let expected = try Compositor().composite(person: person, room: room, alpha: full).to(dtype: .float32)
-            let fused = try Compositor().composite(person: person, room: room, alpha: low, binarize: threshold != nil)
-                .to(dtype: .float32)
-            let differing = try (expected - fused).abs().gt(1).to(dtype: .float32).mean().item()
-            XCTAssertLessThan(differing, 0.002, "threshold \(String(describing: threshold)): \(differing) of samples differ")
+        // Larger frames (the usual case) and a frame smaller than the mask.
+        for (h, w) in [(90, 160), (20, 30)] {
+            let person = try Tensor.randint(0, 256, [3, h, w], dtype: .uint8, generator: g)
+            let room = try Tensor.randint(0, 256, [3, h, w], dtype: .uint8, generator: g)
+            for threshold in [Float(0.5), nil] {
+                let settings = MaskPostProcessing(threshold: threshold, temporalSmoothing: 1, minBlobFraction: 0)
+                let full = try MaskPostProcessor(settings).process(smooth, height: h, width: w)
+                let low = try MaskPostProcessor(settings).process(smooth)
+                XCTAssertEqual(low.shape, [1, 36, 64])
+                let expected = try Compositor().composite(person: person, room: room, alpha: full).to(dtype: .float32)
+                let fused = try Compositor().composite(person: person, room: room, alpha: low, binarize: threshold != nil)
+                    .to(dtype: .float32)
+                let differing = try (expected - fused).abs().gt(1).to(dtype: .float32).mean().item()
+                XCTAssertLessThan(differing, 0.002, "\(w)×\(h), threshold \(String(describing: threshold)): \(differing) of samples differ")
+            }
         }
     }
 

@@ -276,16 +276,8 @@ final class TrackingTests: XCTestCase {
                 .write(to: frames.appendingPathComponent(String(format: "%03d.png", k)), format: .png)
         }
         let csv = folder.appendingPathComponent("rotations.csv")
-        let process = Process()
-        process.executableURL = try TestSupport.backdropExecutable()
-        process.arguments = ["track", "--input", frames.path, "--fov", "60", "--out", csv.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, output)
+        let (status, output) = try TestSupport.runBackdrop(["track", "--input", frames.path, "--fov", "60", "--out", csv.path])
+        XCTAssertEqual(status, 0, output)
         let lines = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n").map(String.init)
         XCTAssertEqual(lines.first, "frame,yaw_deg,pitch_deg,roll_deg")
         XCTAssertEqual(lines.count, 13)

@@ -27,8 +27,8 @@ public final class Compositor {
     ///   - person: the camera frame `[3, H, W]` uint8.
     ///   - room: the background viewport `[3, H, W]` uint8.
     ///   - alpha: the person mask `[1, h, w]` or `[h, w]` in [0, 1] (float), at the frame's size or
-    ///     smaller (the segmenter's resolution): it is then upsampled here, bilinearly with half-pixel
-    ///     centres as `MaskPostProcessor` does, so no frame-sized mask is ever materialised.
+    ///     the segmenter's: it is then resized here, bilinearly with half-pixel centres as
+    ///     `MaskPostProcessor` does, so no frame-sized float mask is ever materialised.
     ///   - binarize: re-threshold the upsampled mask at 0.5 (smooth contours of a binary mask, as
     ///     `MaskPostProcessor` does after upsampling a thresholded mask).
     /// - Returns: `[3, H, W]` uint8.
@@ -40,8 +40,8 @@ public final class Compositor {
         }
         let (h, w) = (person.shape[1], person.shape[2])
         let mask = alpha.rank >= 2 ? Array(alpha.shape.suffix(2)) : []
-        guard mask.count == 2, alpha.count == mask[0] * mask[1], (1...h).contains(mask[0]), (1...w).contains(mask[1]) else {
-            throw CallError("composite: the mask \(alpha.shape) must be [1, h, w] with h ≤ \(h) and w ≤ \(w) (the frame is \(w)×\(h))")
+        guard mask.count == 2, alpha.count == mask[0] * mask[1], mask[0] > 0, mask[1] > 0 else {
+            throw CallError("composite: the mask must be [1, h, w] or [h, w], got \(alpha.shape) (the frame is \(w)×\(h))")
         }
         let alphaValues = try alpha.to(dtype: .float32).reshape(mask)
         let weights = AlphaPlane(from: alphaValues, height: h, width: w, binarize: binarize)
@@ -84,8 +84,8 @@ public final class Compositor {
     }
 }
 
-/// The compositing weights as 8-bit values (0…255) at the frame's size, upsampled from a smaller
-/// mask when needed: per output row, the two source rows are blended once, then each pixel
+/// The compositing weights as 8-bit values (0…255) at the frame's size, resized from the mask's
+/// size when they differ: per output row, the two source rows are blended once, then each pixel
 /// interpolates between two columns (sizes and source positions as PyTorch's bilinear
 /// `align_corners=False`, negative positions clamped to 0).
 struct AlphaPlane {
