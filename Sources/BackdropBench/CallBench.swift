@@ -51,6 +51,13 @@ enum CallBench {
         print("  " + "end to end".padding(toLength: 14, withPad: " ", startingAt: 0)
               + String(format: "%8.2f ms  %.1f fps, target ≥ 30 fps %@", 1000 / fps, fps, fps >= 30 ? "ok" : "MISSED"))
 
+        // The segmentation stage split: MediaPipe's input resize of the 720p frame, and the network.
+        let frame = inputs[0]
+        let resize = try medianTime(repeats: 20, warmup: 3) { _ = try segmenter.modelInput(frame) } * 1000
+        let modelInput = try segmenter.modelInput(frame)
+        let network = try medianTime(repeats: 20, warmup: 3) { _ = try segmenter.modelProbabilities(modelInput[0]) } * 1000
+        print(String(format: "  segmentation split: input resize %.2f ms, network at 256² %.2f ms", resize, network))
+
         // The viewport alone: the grid-interpolated 8-bit renderer vs exact tensor ops (rays rotated
         // by matmul, atan2, grid_sample on the float panorama) for the same rotations.
         let renderer = try ViewportRenderer(panorama: virtualRoom, camera: camera)

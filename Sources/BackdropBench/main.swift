@@ -10,8 +10,8 @@ struct Options {
     var caa = false
     /// `--inception`: only the FID Inception workload (`make bench-inception`).
     var inception = false
-    /// `--call`: only the call pipeline stages (`make bench-call`, and the end of `make bench`): a
-    /// separate run because it restarts itself with passive OpenMP workers, as `backdrop call` does.
+    /// `--call`: only the call pipeline stages (`make bench-call`, and the end of `make bench`, in a
+    /// fresh process so that the earlier workloads' allocations and threads do not colour it).
     var call = false
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
@@ -117,7 +117,6 @@ do {
         exit(0)
     }
     if options.call {
-        Runtime.preferPassiveOpenMPWorkers()
         try CallBench.run(options)
         exit(0)
     }

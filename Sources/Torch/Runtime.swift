@@ -1,4 +1,3 @@
-import Foundation
 import CTorch
 
 /// Process-wide LibTorch settings.
@@ -13,23 +12,6 @@ public enum Runtime {
     public static var threads: Int {
         get { Int(bd_get_num_threads()) }
         set { bd_set_num_threads(Int32(max(1, newValue))) }
-    }
-
-    /// Makes LibTorch's OpenMP workers sleep as soon as an op ends (`OMP_WAIT_POLICY=PASSIVE`) by
-    /// restarting this process with that setting, unless the variable is already set. For workloads
-    /// that alternate LibTorch ops with Swift threads (the call pipeline): by default the workers
-    /// spin for a while after every op and take the cores the next stage needs — measured on 2
-    /// cores, the segmentation stage took twice as long. OpenMP reads the variable once, when the
-    /// library loads, so it cannot be changed in a running process. Returns only when no restart
-    /// was needed (or it failed).
-    public static func preferPassiveOpenMPWorkers() {
-        guard getenv("OMP_WAIT_POLICY") == nil else { return }
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
-        var arguments = CommandLine.arguments.map { strdup($0) }
-        arguments.append(nil)
-        execv("/proc/self/exe", arguments)
-        // exec failed (no /proc): carry on with the default policy.
-        unsetenv("OMP_WAIT_POLICY")
     }
 
     /// The dtype factory functions use when none is given (float32 unless changed).

@@ -43,7 +43,6 @@ struct CallCommand: ParsableCommand {
     }
 
     func run() throws {
-        Runtime.preferPassiveOpenMPWorkers()
         if let threads { Runtime.threads = threads }
         let panorama = try Image(contentsOf: URL(fileURLWithPath: background)).rgb8().tensor(.uint8)
         let video = try openVideo(URL(fileURLWithPath: input))

@@ -37,7 +37,6 @@ struct DemoCallCommand: ParsableCommand {
     }
 
     func run() throws {
-        Runtime.preferPassiveOpenMPWorkers()
         if let threads { Runtime.threads = threads }
         let assets = URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS"))
         func asset(_ path: String) throws -> URL {
