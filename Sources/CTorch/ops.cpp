@@ -96,6 +96,12 @@ int bd_topk(bd_tensor t, int64_t k, int64_t dim, bool largest, bd_tensor *values
 bd_tensor bd_matmul(bd_tensor a, bd_tensor b) { BD_TENSOR(at::matmul(a->t, b->t)) }
 bd_tensor bd_bmm(bd_tensor a, bd_tensor b) { BD_TENSOR(at::bmm(a->t, b->t)) }
 bd_tensor bd_baddbmm(bd_tensor input, bd_tensor a, bd_tensor b, double beta, double alpha) {
+  // With beta = 0 PyTorch ignores `input` (documented), but LibTorch 1.13's CPU kernel now and then
+  // returns inf/NaN there (uninitialised memory reaching NaN·0: a flaky op-fixture failure). Same
+  // result and gradients without it.
+  if (beta == 0) {
+    BD_TENSOR(alpha == 1 ? at::bmm(a->t, b->t) : at::bmm(a->t, b->t).mul_(alpha))
+  }
   BD_TENSOR(at::baddbmm(input->t, a->t, b->t, beta, alpha))
 }
 bd_tensor bd_einsum(const char *equation, const bd_tensor *ts, int n) {
