@@ -33,19 +33,9 @@ final class EvalCommandTests: XCTestCase {
 
     @discardableResult
     func backdrop(_ arguments: [String], expectSuccess: Bool = true) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = try TestSupport.backdropExecutable()
-        process.arguments = arguments
-        process.currentDirectoryURL = workspace
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        if expectSuccess { XCTAssertEqual(process.terminationStatus, 0, "backdrop \(arguments.joined(separator: " ")):\n\(output)") }
-        return (process.terminationStatus, output)
+        let (status, output) = try TestSupport.runBackdrop(arguments, in: workspace)
+        if expectSuccess { XCTAssertEqual(status, 0, "backdrop \(arguments.joined(separator: " ")):\n\(output)") }
+        return (status, output)
     }
 
     func testTrainEvaluateAndTabulate() throws {

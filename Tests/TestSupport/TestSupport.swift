@@ -79,11 +79,13 @@ public enum TestSupport {
         return fallback
     }
 
-    /// Runs the `backdrop` executable; returns its exit status and its standard output and error.
-    public static func runBackdrop(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs the `backdrop` executable (in `directory`, or this process's); returns its exit status
+    /// and its standard output and error.
+    public static func runBackdrop(_ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = try backdropExecutable()
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -210,17 +210,10 @@ final class DeepLabTests: XCTestCase {
         try writer.finish()
 
         let masks = directory.appendingPathComponent("masks")
-        let process = Process()
-        process.executableURL = try TestSupport.backdropExecutable()
-        process.arguments = ["segment", "--input", video.path, "--out", masks.path, "--segmenter", "deeplab",
-                             "--model", try XCTUnwrap(f.variants["mobilenet_v3_large"]?.file).path, "--deeplab-size", "64"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, output)
+        let (status, output) = try TestSupport.runBackdrop(
+            ["segment", "--input", video.path, "--out", masks.path, "--segmenter", "deeplab",
+             "--model", try XCTUnwrap(f.variants["mobilenet_v3_large"]?.file).path, "--deeplab-size", "64"])
+        XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("5 frames"), output)
         XCTAssertTrue(output.contains("2 model runs, 3 skipped"), output)
         let written = try FileManager.default.contentsOfDirectory(atPath: masks.path).sorted()
