@@ -22,13 +22,14 @@ Prints {"seconds", "cpu_seconds", "peak_bytes", "model_bytes"} (see `run_workloa
 import argparse
 import json
 import math
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from bench_reference import median_times, memory_field, reset_peak  # noqa: E402  (the same timing as every other workload)
 
 # Shared with CAABench.swift. name: (UNet config, views, image size, warm-up steps)
 SMOKE_UNET = dict(block_out_channels=[32, 64], down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
@@ -247,23 +248,6 @@ def build(config, views, image_size, seed=0):
 
 
 # ---------------------------------------------------------------- measurement
-def memory_field(name):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return memory_field("VmRSS")
-
-
 def run_workload(name, repeats):
     """Median wall/CPU seconds of one training step; peak_bytes: VmHWM during warm-up + timed steps
     minus the resident size right after the model, inputs and optimiser were built (high-water mark
@@ -281,15 +265,8 @@ def run_workload(name, repeats):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(warmup):
-        step()
-    walls, cpus = [], []
-    for _ in range(max(repeats, 3)):
-        wall, cpu = time.perf_counter(), time.process_time()
-        step()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {"seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus),
+    seconds, cpu_seconds = median_times(step, max(repeats, 3), warmup)
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds,
             "peak_bytes": memory_field("VmHWM") - baseline, "model_bytes": baseline - before}
 
 

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from bench_reference import median_times, memory_field  # noqa: E402  (the same timing as every other workload)
+from bench_reference import median_times, memory_field, reset_peak  # noqa: E402  (the same timing as every other workload)
 
 # name: (batch, warm-up runs, most timed runs); names and shapes shared with InceptionBench.swift.
 WORKLOADS = {"fid_inception_pool3_b8": (8, 1, 5)}
@@ -51,12 +51,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch, warmup, max_repeats = WORKLOADS[args.workload]
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    baseline = memory_field("VmRSS")
+    baseline = reset_peak()
     model = pytorch_fid_model(args.state)
     # The Swift side's batch: a seeded normal batch (LibTorch's CPU generator) clamped to [-1, 1].
     x = torch.randn(batch, 3, 299, 299, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)

@@ -92,6 +92,16 @@ def memory_field(name):
     return 0
 
 
+def reset_peak():
+    """Resets the high-water mark VmHWM (Linux clear_refs 5) and returns the resident size now."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return memory_field("VmRSS")
+
+
 def median_times(fn, repeats, warmup):
     """Median wall-clock and process CPU seconds of fn()."""
     for _ in range(warmup):
@@ -110,12 +120,7 @@ def unet_workload(name, repeats):
     model exists}."""
     from diffusers import UNet2DConditionModel
     config, batch, latent, backward, warmup, max_repeats = UNET_WORKLOADS[name]
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    baseline = memory_field("VmRSS")
+    baseline = reset_peak()
     g = torch.Generator().manual_seed(0)
     unet = UNet2DConditionModel(**config)
     sample = torch.randn(batch, 4, latent, latent, generator=g)
@@ -150,12 +155,7 @@ def clip_workload(name, repeats):
     """{"seconds", "cpu_seconds": medians for one batch, "peak_bytes": as unet_workload}."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     config, batch, warmup, max_repeats = CLIP_WORKLOADS[name]
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    baseline = memory_field("VmRSS")
+    baseline = reset_peak()
     model = CLIPVisionModelWithProjection(CLIPVisionConfig(**config)).eval()
     pixels = torch.randn(batch, 3, config["image_size"], config["image_size"], generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():  # as the Swift side and its CLIPScorer run it

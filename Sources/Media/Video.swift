@@ -214,7 +214,10 @@ public enum FFmpeg {
         process.arguments = arguments
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("backdrop-\(tool)-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: log)
+        let logHandle = try FileHandle(forWritingTo: log)
+        // The child holds its own descriptor once started; ours would only leak.
+        defer { try? logHandle.close() }
+        process.standardError = logHandle
         process.standardInput = stdin ?? FileHandle.nullDevice
         process.standardOutput = stdout ?? FileHandle.nullDevice
         do { try process.run() } catch {
@@ -378,8 +381,9 @@ public final class FFmpegWriter: VideoWriter {
 
     public func append(_ frame: Tensor) throws {
         try checkFrame(frame, width: width, height: height, name: name)
-        let bytes = try frame.permute(1, 2, 0).contiguous().rawBytes()
-        do { try input.write(contentsOf: bytes) } catch {
+        do { try frame.permute(1, 2, 0).withUnsafeBytes { try input.write(contentsOf: $0) } } catch let error as TorchError {
+            throw error
+        } catch {
             throw MediaError(file: name, "ffmpeg stopped taking frames: \(FFmpeg.errorText(log))")
         }
         framesWritten += 1

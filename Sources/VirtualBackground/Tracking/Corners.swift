@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 /// Shi–Tomasi "good features to track": pixels whose structure tensor, summed over a small block,
 /// has a large smaller eigenvalue, i.e. texture that constrains motion in both directions (what
@@ -23,7 +24,7 @@ struct CornerDetector {
                 makeFloats(w * h) { out in
                     out.initialize(repeating: 0)
                     guard w > 2 * margin, h > 2 * margin else { return }
-                    forEachRowChunk(h - 2 * margin, minimumRowsPerChunk: 32) { chunk in
+                    Parallel.forEach(0..<h - 2 * margin, grain: 32) { chunk in
                         // Column sums over the block's rows of the three tensor entries, then a sliding
                         // horizontal window over those sums.
                         var sums = [Float](repeating: 0, count: 3 * w)

@@ -1,5 +1,5 @@
-import Dispatch
 import Foundation
+import Torch
 
 /// Pyramidal Lucas–Kanade (Bouguet's formulation): for each point, from the coarsest level down,
 /// find the shift d minimising Σ (J(x + d) − I(x))² over a square window by Gauss–Newton with the
@@ -24,17 +24,15 @@ struct LucasKanade {
         guard count > 0 else { return [] }
         var result = [SIMD2<Float>?](repeating: nil, count: count)
         let levels = min(from.levels.count, to.levels.count)
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        // Enough points per task to amortise its buffers, enough tasks to keep every core busy.
-        let chunks = max(1, min(cores * 2, count / 16))
         result.withUnsafeMutableBufferPointer { out in
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            // Enough points per task to amortise its buffers.
+            Parallel.forEach(0..<count, grain: 16) { chunk in
                 let n = (2 * windowRadius + 1) * (2 * windowRadius + 1)
                 let padded = (2 * windowRadius + 3) * (2 * windowRadius + 3)
                 // [template I | Ix | Iy | window one pixel wider | warped]
                 var buffer = [Float](repeating: 0, count: 4 * n + padded)
                 buffer.withUnsafeMutableBufferPointer { b in
-                    for i in (count * chunk / chunks)..<(count * (chunk + 1) / chunks) {
+                    for i in chunk {
                         out[i] = trackOne(points[i], guess: guesses?[i] ?? .zero, levels: levels,
                                           from: from, to: to, buffer: b)
                     }

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Torch
 
@@ -37,20 +36,6 @@ struct Plane {
     }
 }
 
-/// Splits `count` rows into one chunk per core and runs them concurrently; small jobs run inline,
-/// where dispatching would cost more than the work.
-func forEachRowChunk(_ count: Int, minimumRowsPerChunk: Int = 16, _ body: (Range<Int>) -> Void) {
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    let chunks = max(1, min(cores, count / max(1, minimumRowsPerChunk)))
-    if chunks == 1 {
-        body(0..<count)
-        return
-    }
-    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-        body((count * chunk / chunks)..<(count * (chunk + 1) / chunks))
-    }
-}
-
 /// `[Float]` of `count` values, filled by `body` through a mutable buffer (no zero-fill first).
 func makeFloats(_ count: Int, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
     [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -81,7 +66,7 @@ enum TrackingImage {
         let pixels = bytes.withUnsafeBytes { raw -> [Float] in
             let src = raw.bindMemory(to: UInt8.self)
             return makeFloats(outW * outH) { dst in
-                forEachRowChunk(outH) { rows in
+                Parallel.forEach(0..<outH, grain: 16) { rows in
                     for oy in rows {
                         let out = oy * outW
                         let top = oy * factor * width
@@ -132,7 +117,7 @@ enum TrackingImage {
         let (outW, outH) = ((w + 1) / 2, (h + 1) / 2)
         let pixels = image.pixels.withUnsafeBufferPointer { src in
             makeFloats(outW * outH) { dst in
-                forEachRowChunk(outH, minimumRowsPerChunk: 32) { rows in
+                Parallel.forEach(0..<outH, grain: 32) { rows in
                     // The vertically blurred source row, full width plus two replicated columns per side.
                     var column = [Float](repeating: 0, count: w + 4)
                     column.withUnsafeMutableBufferPointer { tmp in
@@ -166,7 +151,7 @@ enum TrackingImage {
         image.pixels.withUnsafeBufferPointer { src in
             gx = makeFloats(w * h) { dx in
                 gy = makeFloats(w * h) { dy in
-                    forEachRowChunk(h, minimumRowsPerChunk: 32) { rows in
+                    Parallel.forEach(0..<h, grain: 32) { rows in
                         for y in rows {
                             let up = max(y - 1, 0) * w, mid = y * w, down = min(y + 1, h - 1) * w
                             for x in 0..<w {
