@@ -19,7 +19,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test demo bench bench-caa bench-inception bench-call bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -191,6 +191,10 @@ bench-call: setup
 	.build/release/backdrop-bench --call --threads $(BENCH_THREADS)
 
 # Issue 5: FID Inception feature extraction (real weights) against pytorch-fid's InceptionV3; a few minutes.
+bench-segmentation: setup $(MP_VENV)/.ready
+	swift build $(RELEASE) --product backdrop-bench
+	.build/release/backdrop-bench --segmentation --threads $(BENCH_THREADS)
+
 bench-inception: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --inception --threads $(BENCH_THREADS) --python $(PY)

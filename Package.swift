@@ -67,6 +67,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
         .target(name: "Media", dependencies: ["Torch", "CImage"]),
+        // SIMD pixel loops of the call pipeline (AVX2 chosen at run time, portable C otherwise).
+        .target(name: "CKernels"),
         .target(name: "Geometry", dependencies: ["Torch"]),
         .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry"]),
         // ZIPFoundation's inflate reads OpenAI's gzipped CLIP vocabulary.
@@ -77,7 +79,7 @@ let package = Package(
             name: "Experiments",
             dependencies: ["Torch", .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry"]),
+        .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry", "CKernels"]),
         .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Datasets", "Experiments"]),
         .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground", "MultiView"]),
         .executableTarget(

@@ -13,6 +13,8 @@ struct Options {
     /// `--call`: only the call pipeline stages (`make bench-call`, and the end of `make bench`, in a
     /// fresh process so that the earlier workloads' allocations and threads do not colour it).
     var call = false
+    /// `--segmentation`: only the segmentation network against MediaPipe's runtime (`make bench-segmentation`).
+    var segmentation = false
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
     init(_ arguments: [String]) {
@@ -25,8 +27,9 @@ struct Options {
             case "--caa": caa = true
             case "--inception": inception = true
             case "--call": call = true
+            case "--segmentation": segmentation = true
             default:
-                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call]")
+                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call | --segmentation]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
             }
         }
@@ -118,6 +121,10 @@ do {
     }
     if options.call {
         try CallBench.run(options)
+        exit(0)
+    }
+    if options.segmentation {
+        try SegmentationBench.run(options)
         exit(0)
     }
     let reference = try referenceTimings(options)

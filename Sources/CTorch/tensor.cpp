@@ -257,6 +257,8 @@ bd_tensor bd_squeeze(bd_tensor t, int64_t dim, bool all) { BD_TENSOR(all ? t->t.
 bd_tensor bd_unsqueeze(bd_tensor t, int64_t dim) { BD_TENSOR(t->t.unsqueeze(dim)) }
 bd_tensor bd_flatten(bd_tensor t, int64_t start, int64_t end) { BD_TENSOR(t->t.flatten(start, end)) }
 bd_tensor bd_contiguous(bd_tensor t) { BD_TENSOR(t->t.contiguous()) }
+bd_tensor bd_contiguous_channels_last(bd_tensor t) { BD_TENSOR(t->t.contiguous(at::MemoryFormat::ChannelsLast)) }
+bool bd_is_channels_last(bd_tensor t) { return t->t.is_contiguous(at::MemoryFormat::ChannelsLast); }
 bd_tensor bd_clone(bd_tensor t) { BD_TENSOR(t->t.clone()) }
 bd_tensor bd_as_strided(bd_tensor t, const int64_t *sizes, const int64_t *strides, int n, int64_t offset) {
   BD_TENSOR(t->t.as_strided(bd::ints(sizes, n), bd::ints(strides, n), offset))

@@ -58,6 +58,18 @@ extension Tensor {
     /// `self` when already contiguous, else a row-major copy.
     public func contiguous() throws -> Tensor { try .wrap(bd_contiguous(handle), "contiguous") }
 
+    /// `self` when a rank-4 `[N, C, H, W]` tensor already lies in NHWC order in memory, else a copy
+    /// that does. Shapes and indexing do not change; convolutions, pooling, resizes and elementwise
+    /// ops keep the layout and run LibTorch's channels-last kernels, which are much faster for the
+    /// small-channel convolutions of mobile networks.
+    public func channelsLast() throws -> Tensor {
+        guard rank == 4 else { throw TorchError("channels-last layout needs a rank-4 tensor, got \(shape)") }
+        return try .wrap(bd_contiguous_channels_last(handle), "channels-last \(shape)")
+    }
+
+    /// Whether the tensor lies in channels-last (NHWC) order, as `channelsLast()` makes it.
+    public var isChannelsLast: Bool { bd_is_channels_last(handle) }
+
     /// A copy with its own storage (differentiable).
     public func clone() throws -> Tensor { try .wrap(bd_clone(handle), "clone") }
 

@@ -497,6 +497,26 @@ final class OpsTests: XCTestCase {
         XCTAssertThrowsError(try Tensor(scalar: Float(1)).slice(dim: 0, start: 0))
     }
 
+    /// Channels-last keeps shape and values and puts channels innermost in memory (NHWC); a
+    /// convolution of channels-last operands stays channels-last and equals the NCHW result.
+    func testChannelsLastLayout() throws {
+        let x = try Tensor.arange(0, 24, dtype: .float32).reshape(1, 2, 3, 4)
+        let nhwc = try x.channelsLast()
+        XCTAssertFalse(x.isChannelsLast)
+        XCTAssertTrue(nhwc.isChannelsLast)
+        XCTAssertEqual(nhwc.shape, [1, 2, 3, 4])
+        XCTAssertEqual(try nhwc.toArray(Float.self), try x.toArray(Float.self))
+        XCTAssertEqual(nhwc.strides, [24, 1, 8, 2])  // a pixel's two channels lie next to each other
+        XCTAssertThrowsError(try Tensor.zeros([2, 3]).channelsLast())
+
+        let g = try Generator(seed: 5)
+        let input = try Tensor.randn([1, 8, 9, 11], generator: g), weight = try Tensor.randn([6, 8, 3, 3], generator: g)
+        let reference = try F.conv2d(input, weight: weight, padding: IntPair(1))
+        let result = try F.conv2d(input.channelsLast(), weight: weight.channelsLast(), padding: IntPair(1))
+        XCTAssertTrue(result.isChannelsLast)
+        XCTAssertLessThan(try TestSupport.maxAbsDifference(result, reference), 1e-4)
+    }
+
     func testComplexRealImag() throws {
         let rotation = try Tensor([0, -1, 1, 0] as [Double], shape: [2, 2])
         let values = try Linalg.eigvals(rotation)

@@ -34,6 +34,25 @@ final class CompositingTests: XCTestCase {
         }
     }
 
+    /// The AVX2 kernel renders the same bytes as the portable C kernel, on a real panorama, for
+    /// interpolated cells, cells across the seam, the exact fallback near a pole and partial cells at
+    /// the right and bottom edges (a size that is not a multiple of the cell).
+    func testSIMDAndPortableKernelsRenderIdenticalFrames() throws {
+        ViewportRenderer.usesSIMD = true
+        defer { ViewportRenderer.usesSIMD = true }
+        guard ViewportRenderer.usesSIMD else { throw XCTSkip("this CPU has no AVX2: only the portable kernel runs") }
+        let renderer = try ViewportRenderer(panorama: panorama("courtyard"), camera: PinholeCamera(fov: 75, width: 203, height: 117))
+        for orientation in [Orientation(yaw: 12, pitch: 3, roll: 1), Orientation(yaw: 179, pitch: -20, roll: 8),
+                            Orientation(yaw: -60, pitch: 84, roll: 0)] {
+            ViewportRenderer.usesSIMD = true
+            let simd = try renderer.render(orientation)
+            ViewportRenderer.usesSIMD = false
+            let portable = try renderer.render(orientation)
+            XCTAssertEqual(try simd.toArray(UInt8.self), try portable.toArray(UInt8.self), "\(orientation)")
+            XCTAssertGreaterThan(try simd.to(dtype: .float32).std().item(), 5, "\(orientation): the view has content")
+        }
+    }
+
     /// A uniform panorama must come out uniform from every direction: a black column at the seam or
     /// a hole at a pole would show.
     func testNoSeamOrPoleArtifacts() throws {

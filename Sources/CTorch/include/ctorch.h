@@ -104,6 +104,9 @@ bd_tensor bd_squeeze(bd_tensor t, int64_t dim, bool all);
 bd_tensor bd_unsqueeze(bd_tensor t, int64_t dim);
 bd_tensor bd_flatten(bd_tensor t, int64_t start, int64_t end);
 bd_tensor bd_contiguous(bd_tensor t);
+// Rank 4 only: NCHW sizes over NHWC memory (LibTorch's channels-last format).
+bd_tensor bd_contiguous_channels_last(bd_tensor t);
+bool bd_is_channels_last(bd_tensor t);
 bd_tensor bd_clone(bd_tensor t);
 bd_tensor bd_as_strided(bd_tensor t, const int64_t *sizes, const int64_t *strides, int n, int64_t offset);
 bd_tensor bd_triangle(bd_tensor t, int64_t diagonal, bool upper);

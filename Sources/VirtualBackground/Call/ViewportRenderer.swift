@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Geometry
 import Torch
@@ -11,16 +12,18 @@ import Torch
 /// which on an 8-pixel grid stays well below a tenth of a panorama pixel away from the exact map
 /// (the gnomonic map is smooth away from the poles; the test measures it). Cells where the map is
 /// not smooth — around a pole, where longitude turns fast — are computed exactly per pixel.
-/// Sampling is bilinear on 8-bit RGB with rows clamped at the poles. `EquirectSampler.viewport`
+/// Sampling is bilinear on 8-bit RGB (`bk_bilinear_cell`: AVX2 where the CPU has it) with rows
+/// clamped at the poles. `EquirectSampler.viewport`
 /// is the tensor-op reference for this renderer.
 public final class ViewportRenderer: @unchecked Sendable {
     public let camera: PinholeCamera
     public let panoramaWidth: Int
     public let panoramaHeight: Int
     public let cellSize: Int
-    /// Rows of `panoramaWidth + 1` packed RGB pixels: column 0 repeated at the end, so the bilinear
-    /// tap to the right of the last column needs no modulo.
+    /// The panorama as packed RGBA texels (`bk_texture`), with `margin` columns repeated from the
+    /// other side of the seam on both ends and the first and last rows repeated once above and below.
     private let texels: [UInt32]
+    private let margin: Int
     /// Camera-space rays (not normalised: atan2 does not need it) at the grid nodes, row-major.
     private let nodeRays: [SIMD3<Float>]
     private let nodeColumns: Int
@@ -48,16 +51,24 @@ public final class ViewportRenderer: @unchecked Sendable {
                             mode: .replicate)[0].to(dtype: .uint8)
         }
         let (h, w) = (rgb.shape[1], rgb.shape[2])
-        // One 32-bit word per pixel (0x00BBGGRR): the sampler blends red and blue in one multiply.
+        // Interpolated cells stay within w/16 of their first node (else they are rendered exactly), so a
+        // margin of w/16 + 4 columns lets the per-pixel loop run without wrapping or clamping.
+        let margin = w / 16 + 4
+        let stride = w + 2 * margin
+        guard stride < 1 << 15, (h + 2) * stride < 1 << 31 else {
+            throw CallError("viewport: panoramas up to 30000 pixels wide are supported, got \(w)×\(h)")
+        }
         let hwc: [UInt8] = try rgb.permute(1, 2, 0).contiguous().toArray()
-        var packed = [UInt32](repeating: 0, count: h * (w + 1))
-        for row in 0..<h {
-            for column in 0...w {
-                let source = (row * w + column % w) * 3
-                packed[row * (w + 1) + column] = UInt32(hwc[source]) | UInt32(hwc[source + 1]) << 8 | UInt32(hwc[source + 2]) << 16
+        var packed = [UInt32](repeating: 0, count: (h + 2) * stride)
+        for row in 0..<(h + 2) {
+            let sourceRow = min(max(row - 1, 0), h - 1)
+            for column in 0..<stride {
+                let source = (sourceRow * w + ((column - margin) % w + w) % w) * 3
+                packed[row * stride + column] = UInt32(hwc[source]) | UInt32(hwc[source + 1]) << 8 | UInt32(hwc[source + 2]) << 16
             }
         }
         texels = packed
+        self.margin = margin
         (panoramaHeight, panoramaWidth) = (h, w)
         self.camera = camera
         self.cellSize = cellSize
@@ -76,6 +87,14 @@ public final class ViewportRenderer: @unchecked Sendable {
         nodeRays = rays
     }
 
+    /// Whether frames are sampled with the SIMD kernel (AVX2, where the CPU has it). Setting it to
+    /// false forces the portable kernel, which renders bit-identical frames (tests and benchmarks
+    /// compare the two); process-wide.
+    public static var usesSIMD: Bool {
+        get { bk_simd_active() != 0 }
+        set { bk_set_simd(newValue ? 1 : 0) }
+    }
+
     /// The viewport for a camera-to-world rotation (row-major 3×3, `Orientation.matrixValues`),
     /// `[3, h, w]` uint8 RGB.
     public func render(rotation: [Double]) throws -> Tensor {
@@ -85,11 +104,11 @@ public final class ViewportRenderer: @unchecked Sendable {
         let output = try Tensor.empty([3, h, w], dtype: .uint8)
         let r = rotation.map(Float.init)
         try output.withUnsafeMutableBytes { out in
-            try texels.withUnsafeBufferPointer { tex in
-                try coordinates.withUnsafeBufferPointer { nodes in
+            texels.withUnsafeBufferPointer { tex in
+                coordinates.withUnsafeBufferPointer { nodes in
                     let context = RenderContext(out: out.bindMemory(to: UInt8.self).baseAddress!, texels: tex.baseAddress!,
                                                 nodes: nodes.baseAddress!, width: w, height: h, nodeColumns: nodeColumns,
-                                                cell: cellSize, panoramaWidth: panoramaWidth, panoramaHeight: panoramaHeight,
+                                                cell: cellSize, margin: margin, panoramaWidth: panoramaWidth, panoramaHeight: panoramaHeight,
                                                 rotation: (SIMD3(r[0], r[1], r[2]), SIMD3(r[3], r[4], r[5]), SIMD3(r[6], r[7], r[8])),
                                                 focal: Float(camera.focal), principal: SIMD2(Float(camera.cx), Float(camera.cy)))
                     Parallel.forEach(0..<(nodeRows - 1), grain: 1) { cellRows in
@@ -105,14 +124,26 @@ public final class ViewportRenderer: @unchecked Sendable {
         try render(rotation: orientation.matrixValues)
     }
 
-    /// Panorama coordinates (column, row) of every node for this rotation.
+    /// Panorama coordinates (column, row) of every node for this rotation, node rows in parallel
+    /// (two `atan2`s per node are a tenth of the frame's work).
     private func nodeCoordinates(_ rotation: [Double]) -> [SIMD2<Float>] {
         let r = rotation.map(Float.init)
         let (pw, ph) = (Float(panoramaWidth), Float(panoramaHeight))
-        return nodeRays.map { ray in
-            equirectCoordinates(SIMD3(r[0] * ray.x + r[1] * ray.y + r[2] * ray.z,
-                                      r[3] * ray.x + r[4] * ray.y + r[5] * ray.z,
-                                      r[6] * ray.x + r[7] * ray.y + r[8] * ray.z), width: pw, height: ph)
+        let columns = nodeColumns
+        return [SIMD2<Float>](unsafeUninitializedCapacity: nodeRays.count) { coordinates, count in
+            let buffer = coordinates
+            nodeRays.withUnsafeBufferPointer { rays in
+                Parallel.forEach(0..<nodeRows, grain: 8) { rows in
+                    for index in (rows.lowerBound * columns)..<(rows.upperBound * columns) {
+                        let ray = rays[index]
+                        buffer[index] = equirectCoordinates(SIMD3(r[0] * ray.x + r[1] * ray.y + r[2] * ray.z,
+                                                                             r[3] * ray.x + r[4] * ray.y + r[5] * ray.z,
+                                                                             r[6] * ray.x + r[7] * ray.y + r[8] * ray.z),
+                                                                       width: pw, height: ph)
+                    }
+                }
+            }
+            count = nodeRays.count
         }
     }
 }
@@ -125,23 +156,50 @@ private func equirectCoordinates(_ d: SIMD3<Float>, width: Float, height: Float)
     return SIMD2((u / (2 * .pi) + 0.5) * width - 0.5, (-v / .pi + 0.5) * height - 0.5)
 }
 
-/// Raw pointers and sizes shared by the render workers (each writes disjoint rows). The inner loops
-/// use wrapping integer arithmetic: every value is bounded by construction, and overflow checks in
-/// the per-pixel path would cost more than the arithmetic.
+/// One panorama pixel per 64-bit word, its channels in 21-bit lanes (blue from bit 0, green from 21,
+/// red from 42), so a bilinear sample is one weighted sum of four words: with weights in 1/64 pixel
+/// along each axis (their products sum to 4096), every lane stays below 255·4096 + 2048 < 2²⁰.
+enum Texels {
+    static let fractionBits = 6
+    static let weightSum: UInt64 = 1 << (2 * fractionBits)
+
+    @inline(__always)
+    static func pack(_ red: UInt8, _ green: UInt8, _ blue: UInt8) -> UInt64 {
+        UInt64(blue) | UInt64(green) << 21 | UInt64(red) << 42
+    }
+
+    /// The weighted sum of the four neighbours at fractional offsets `fx`, `fy` (0..<64), rounded;
+    /// a lane's value is then at bits 12…19 of the lane.
+    @inline(__always)
+    static func blend(_ topLeft: UInt64, _ topRight: UInt64, _ bottomLeft: UInt64, _ bottomRight: UInt64,
+                      _ fx: UInt64, _ fy: UInt64) -> UInt64 {
+        let w11 = fx &* fy
+        let w10 = fx &<< 6 &- w11, w01 = fy &<< 6 &- w11
+        let w00 = weightSum &- w10 &- w01 &- w11
+        let rounding: UInt64 = 2048 | 2048 << 21 | 2048 << 42
+        return topLeft &* w00 &+ topRight &* w10 &+ bottomLeft &* w01 &+ bottomRight &* w11 &+ rounding
+    }
+}
+
+/// Raw pointers and sizes shared by the render workers (each writes disjoint rows).
 private struct RenderContext: @unchecked Sendable {
     let out: UnsafeMutablePointer<UInt8>
     let texels: UnsafePointer<UInt32>
     let nodes: UnsafePointer<SIMD2<Float>>
-    let width: Int, height: Int, nodeColumns: Int, cell: Int
+    let width: Int, height: Int, nodeColumns: Int, cell: Int, margin: Int
     let panoramaWidth: Int, panoramaHeight: Int
     let rotation: (SIMD3<Float>, SIMD3<Float>, SIMD3<Float>)
     let focal: Float
     let principal: SIMD2<Float>
 
+    private var texture: bk_texture { bk_texture(texels: texels, stride: panoramaWidth + 2 * margin) }
+    /// Texel coordinates are panorama coordinates shifted by the margin and the repeated top row.
+    private var offset: SIMD2<Float> { SIMD2(Float(margin), 1) }
+
     func renderCellRow(_ cellRow: Int) {
         let pw = Float(panoramaWidth)
         let y0 = cellRow * cell, y1 = min(y0 + cell, height)
-        let inverseCell = 1 / Float(cell)
+        let (texture, offset) = (texture, offset)
         for cellColumn in 0..<(nodeColumns - 1) {
             let x0 = cellColumn * cell, x1 = min(x0 + cell, width)
             guard x0 < width else { break }
@@ -157,31 +215,27 @@ private struct RenderContext: @unchecked Sendable {
                 renderExactly(x0..<x1, y0..<y1)
                 continue
             }
-            for y in y0..<y1 {
-                let t = Float(y - y0) * inverseCell
-                let left = a + (c - a) * t, right = b + (d - b) * t
-                // Scalars, not SIMD2, in the per-pixel loop: it then compiles to plain register code.
-                let stepX = (right.x - left.x) * inverseCell, stepY = (right.y - left.y) * inverseCell
-                var px = left.x, py = left.y
-                var index = y * width + x0
-                for _ in x0..<x1 {
-                    sample(px, py, into: index)
-                    px += stepX
-                    py += stepY
-                    index &+= 1
-                }
+            let (ta, tb, tc, td) = (a + offset, b + offset, c + offset, d + offset)
+            let corners = (ta.x, ta.y, tb.x, tb.y, tc.x, tc.y, td.x, td.y)
+            withUnsafeBytes(of: corners) { corners in
+                bk_bilinear_cell(texture, corners.bindMemory(to: Float.self).baseAddress!, Int32(cell), Int32(x1 - x0),
+                                 Int32(y1 - y0), out + (y0 * width + x0), width, width * height)
             }
         }
     }
 
     private func renderExactly(_ columns: Range<Int>, _ rows: Range<Int>) {
         let (pw, ph) = (Float(panoramaWidth), Float(panoramaHeight))
+        let (texture, offset) = (texture, offset)
         for y in rows {
             for x in columns {
                 let ray = SIMD3<Float>((Float(x) - principal.x) / focal, (Float(y) - principal.y) / focal, 1)
                 let world = SIMD3((rotation.0 * ray).sum(), (rotation.1 * ray).sum(), (rotation.2 * ray).sum())
-                let p = equirectCoordinates(world, width: pw, height: ph)
-                sample(p.x, p.y, into: y * width + x)
+                var p = equirectCoordinates(world, width: pw, height: ph) + offset
+                // In range for every finite ray; the clamps keep indices valid for absurd rotations.
+                if !(p.x.isFinite && p.y.isFinite) { p = offset }
+                p = p.clamped(lowerBound: .zero, upperBound: SIMD2(Float(texture.stride - 2), ph))
+                bk_bilinear_span(texture, Int32(p.x * 65536), Int32(p.y * 65536), 0, 0, 1, out + (y * width + x), width * height)
             }
         }
     }
@@ -191,33 +245,5 @@ private struct RenderContext: @unchecked Sendable {
         if x - reference > width / 2 { return x - width }
         if reference - x > width / 2 { return x + width }
         return x
-    }
-
-    /// Bilinear sample at panorama coordinates (column possibly off by one turn) into output
-    /// pixel `index` of the three planes, in fixed point (weights in 1/256).
-    @inline(__always)
-    private func sample(_ column: Float, _ row: Float, into index: Int) {
-        let pw = Float(panoramaWidth)
-        var x = column
-        if x < 0 { x += pw } else if x >= pw { x -= pw }
-        if !(x >= 0 && x < pw) { x = 0 }  // only for non-finite or absurd inputs; keeps indices in range
-        let y = min(max(row, 0), Float(panoramaHeight &- 1))
-        let fx = UInt32(x * 256), fy = UInt32(y * 256)
-        let xi = Int(fx &>> 8), yi = Int(fy &>> 8)
-        let wx = fx & 255, wy = fy & 255
-        let stride = panoramaWidth &+ 1
-        let t0 = texels + (yi &* stride &+ xi), t1 = yi &+ 1 < panoramaHeight ? t0 + stride : t0
-        let (a, b, c, d) = (t0[0], t0[1], t1[0], t1[1])
-        // Red and blue share a word (each lane stays below 2¹⁶ in 8.8 fixed point), green alone.
-        let rbTop = ((a & 0xFF00FF) &* (256 &- wx) &+ (b & 0xFF00FF) &* wx) &>> 8 & 0xFF00FF
-        let rbBottom = ((c & 0xFF00FF) &* (256 &- wx) &+ (d & 0xFF00FF) &* wx) &>> 8 & 0xFF00FF
-        let rb = (rbTop &* (256 &- wy) &+ rbBottom &* wy &+ 0x80_0080) &>> 8
-        let gTop = (a &>> 8 & 0xFF) &* (256 &- wx) &+ (b &>> 8 & 0xFF) &* wx
-        let gBottom = (c &>> 8 & 0xFF) &* (256 &- wx) &+ (d &>> 8 & 0xFF) &* wx
-        let g = (gTop &* (256 &- wy) &+ gBottom &* wy &+ 32768) &>> 16
-        let plane = width &* height
-        out[index] = UInt8(truncatingIfNeeded: rb)
-        out[index &+ plane] = UInt8(truncatingIfNeeded: g)
-        out[index &+ 2 &* plane] = UInt8(truncatingIfNeeded: rb &>> 16)
     }
 }

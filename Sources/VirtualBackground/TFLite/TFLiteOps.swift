@@ -51,10 +51,9 @@ extension OpContext {
             weight = try filter.permute(0, 3, 1, 2).contiguous()
             groups = channels / filter.shape[3]
         }
-        // LibTorch takes a 1×1 weight permuted from OHWI as "contiguous" but with channels-last strides,
-        // and then runs the convolution channels-last with a layout conversion of every input. A
-        // flat round trip gives the weight plain NCHW strides.
-        weight = try weight.reshape([weight.count]).reshape(weight.shape)
+        // Channels-last like the activations (TFLiteGraph), so LibTorch runs its NHWC kernels without
+        // converting either side.
+        weight = try weight.channelsLast()
         let (kh, kw) = (filter.shape[1], filter.shape[2])
         let stride = IntPair(options.strideH, options.strideW)
         let dilation = IntPair(options.dilationH, options.dilationW)
