@@ -34,7 +34,7 @@ struct CallCommand: ParsableCommand {
     @Option(help: "Also write the tracked rotations as CSV (frame,yaw_deg,pitch_deg,roll_deg).") var rotations: String?
     @Option(help: "Also send the frames to this v4l2loopback device.") var v4l2: String?
     @Option(help: "Stop after this many frames.") var limit: Int?
-    @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+    @Option(help: "Threads of the pipeline's stages (default: the cores).") var threads: Int?
     @OptionGroup var segmentation: SegmentationOptions
 
     func validate() throws {
@@ -43,7 +43,7 @@ struct CallCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
+        segmentation.configureThreads(threads)
         let panorama = try Image(contentsOf: URL(fileURLWithPath: background)).rgb8().tensor(.uint8)
         let video = try openVideo(URL(fileURLWithPath: input))
         var settings = CallSettings()

@@ -28,7 +28,7 @@ struct DemoCallCommand: ParsableCommand {
     @Option(help: "Frame height.") var height = 360
     @Option(help: "Camera horizontal field of view, degrees.") var fov: Double = 60
     @Option(help: "Output folder.") var out = "results/demo/call"
-    @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+    @Option(help: "Threads of the pipeline's stages (default: the cores; the selfie model runs on one).") var threads: Int?
 
     func validate() throws {
         guard frames >= 2 else { throw ValidationError("--frames must be at least 2, not \(frames)") }
@@ -37,7 +37,7 @@ struct DemoCallCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
+        configureCallThreads(threads, segmenterThreads: 1)
         let assets = URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS"))
         func asset(_ path: String) throws -> URL {
             let url = assets.appendingPathComponent(path)

@@ -37,10 +37,10 @@ struct SegmentCommand: ParsableCommand {
     @Option(help: "The mask PNG for an image; for a video, a folder receiving one mask PNG per frame.") var out: String
     @OptionGroup var segmentation: SegmentationOptions
     @Flag(help: "Write the raw probabilities, without post-processing.") var raw = false
-    @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+    @Option(help: "Threads (default: the cores; see --segmenter-threads).") var threads: Int?
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
+        segmentation.configureThreads(threads)
         let settings = try segmentation.postProcessing()
         let base = try segmentation.loadSegmenter()
         let segmenter = SegmentationCache(base, detector: FrameChangeDetector(threshold: segmentation.skipThreshold))

@@ -1,6 +1,6 @@
 import Foundation
 import Torch
-import VirtualBackground
+@testable import VirtualBackground
 import XCTest
 
 /// Threshold, temporal smoothing, blob removal and feathering on constructed masks.
@@ -14,6 +14,21 @@ final class MaskPostProcessorTests: XCTestCase {
     }
 
     private func values(_ t: Tensor) throws -> [Float] { try t.contiguous().toArray() }
+
+    /// The mask resampler is PyTorch's bilinear interpolation with align_corners=False (half-pixel
+    /// centres, clamped edges), enlarging and shrinking, on several planes at once.
+    func testPlaneResamplerMatchesPyTorchBilinear() throws {
+        let g = try Generator(seed: 7)
+        for (source, target) in [((36, 64), (720, 1280)), ((256, 256), (97, 203)), ((5, 3), (5, 3)), ((1, 7), (4, 2))] {
+            let planes = try Tensor.rand([2, 1, source.0, source.1], generator: g)
+            let ours = try PlaneResampler(from: source, to: target)(planes)
+            let reference = try F.interpolate(planes, size: IntPair(target.0, target.1), mode: .bilinear, alignCorners: false)
+            XCTAssertEqual(ours.shape, reference.shape)
+            XCTAssertLessThan(try (ours - reference).abs().amax().item(), 1e-5, "\(source) → \(target)")
+        }
+        XCTAssertThrowsError(try PlaneResampler(from: (0, 4), to: (2, 2)))
+        XCTAssertThrowsError(try PlaneResampler(from: (4, 4), to: (2, 2))(Tensor.zeros([1, 3, 4])))
+    }
 
     func testThresholdOnly() throws {
         let p = try Tensor([0.2, 0.5, 0.49, 0.9] as [Float], shape: [1, 2, 2])

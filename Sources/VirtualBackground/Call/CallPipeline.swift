@@ -49,30 +49,41 @@ public struct CallFrame {
     }
 }
 
-/// Accumulated wall-clock time per stage.
+/// Wall-clock time per stage and frame.
 public struct CallTimings: Sendable {
     public static let stages = ["segmentation", "mask", "tracking", "viewport", "composite"]
-    public private(set) var seconds: [String: Double] = [:]
-    public private(set) var frames = 0
-    public private(set) var total = 0.0
+    /// Seconds per frame, by stage.
+    public private(set) var samples: [String: [Double]] = [:]
+    /// Seconds per frame, end to end.
+    public private(set) var frameSeconds: [Double] = []
 
-    mutating func add(_ stage: String, _ elapsed: Double) { seconds[stage, default: 0] += elapsed }
-    mutating func finishFrame(_ elapsed: Double) {
-        frames += 1
-        total += elapsed
-    }
+    public var frames: Int { frameSeconds.count }
+    public var total: Double { frameSeconds.reduce(0, +) }
+
+    mutating func add(_ stage: String, _ elapsed: Double) { samples[stage, default: []].append(elapsed) }
+    mutating func finishFrame(_ elapsed: Double) { frameSeconds.append(elapsed) }
 
     /// Mean milliseconds per frame of `stage`.
-    public func milliseconds(_ stage: String) -> Double { frames == 0 ? 0 : 1000 * (seconds[stage] ?? 0) / Double(frames) }
+    public func milliseconds(_ stage: String) -> Double { frames == 0 ? 0 : 1000 * (samples[stage] ?? []).reduce(0, +) / Double(frames) }
+    /// Median milliseconds per frame of `stage`, or end to end when `stage` is nil: the typical frame,
+    /// which a few frames stalled by other processes on a shared machine do not move.
+    public func medianMilliseconds(_ stage: String? = nil) -> Double {
+        let values = (stage.map { samples[$0] ?? [] } ?? frameSeconds).sorted()
+        guard !values.isEmpty else { return 0 }
+        let middle = values.count / 2
+        return 1000 * (values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2)
+    }
     public var framesPerSecond: Double { total == 0 ? 0 : Double(frames) / total }
 
-    /// One line per stage plus the end-to-end rate.
+    /// One line per stage (mean and median) plus the end-to-end rate.
     public var report: String {
         func label(_ name: String) -> String { "  " + name.padding(toLength: 13, withPad: " ", startingAt: 0) }
-        let rows = Self.stages.map { label($0) + String(format: " %7.2f ms/frame", milliseconds($0)) }
+        let rows = Self.stages.map {
+            label($0) + String(format: " %7.2f ms/frame (median %.2f)", milliseconds($0), medianMilliseconds($0))
+        }
         let endToEnd = frames == 0 ? 0 : 1000 * total / Double(frames)
-        return (rows + [label("end to end") + String(format: " %7.2f ms/frame (%.1f fps over %d frames)", endToEnd,
-                                                      framesPerSecond, frames)]).joined(separator: "\n")
+        return (rows + [label("end to end") + String(format: " %7.2f ms/frame (median %.2f; %.1f fps over %d frames)", endToEnd,
+                                                      medianMilliseconds(), framesPerSecond, frames)]).joined(separator: "\n")
     }
 }
 

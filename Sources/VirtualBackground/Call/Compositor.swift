@@ -98,31 +98,15 @@ struct AlphaPlane {
         self.width = width
         let (h, w) = (mask.shape[0], mask.shape[1])
         let source: [Float] = (try? mask.contiguous().toArray()) ?? [Float](repeating: 0, count: h * w)
-        func taps(_ size: Int, _ target: Int) -> [(Int, Int, Float)] {
-            let scale = Float(size) / Float(target)
-            return (0..<target).map { i in
-                let position = max(0, (Float(i) + 0.5) * scale - 0.5)
-                let low = min(Int(position), size - 1)
-                return (low, min(low + 1, size - 1), position - Float(low))
-            }
+        guard let resampler = try? PlaneResampler(from: (h, w), to: (height, width)) else {
+            values = [UInt8](repeating: 0, count: height * width)
+            return
         }
-        let rows = taps(h, height), columns = taps(w, width)
         values = [UInt8](unsafeUninitializedCapacity: height * width) { buffer, initialized in
-            let out = UnsafeMutableSendablePointer(buffer.baseAddress!)
-            source.withUnsafeBufferPointer { src in
-                let m = UnsafeSendablePointer(src.baseAddress!)
-                Parallel.forEach(0..<height, grain: 32) { range in
-                    var line = [Float](repeating: 0, count: w)
-                    for y in range {
-                        let (r0, r1, fy) = rows[y]
-                        for x in 0..<w { line[x] = m.pointer[r0 * w + x] + (m.pointer[r1 * w + x] - m.pointer[r0 * w + x]) * fy }
-                        for x in 0..<width {
-                            let (c0, c1, fx) = columns[x]
-                            var a = line[c0] + (line[c1] - line[c0]) * fx
-                            if binarize { a = a >= 0.5 ? 1 : 0 }
-                            out.pointer[y * width + x] = UInt8(min(max(a, 0), 1) * 255 + 0.5)
-                        }
-                    }
+            source.withUnsafeBufferPointer { source in
+                resampler.resample(source.baseAddress!, into: buffer.baseAddress!) { value in
+                    let a = binarize ? (value >= 0.5 ? 1 : 0) : min(max(value, 0), 1)
+                    return UInt8(a * 255 + 0.5)
                 }
             }
             initialized = height * width
@@ -133,17 +117,6 @@ struct AlphaPlane {
     func tensor() throws -> Tensor {
         try values.withUnsafeBytes { try Tensor(bytes: $0, shape: [1, height, width], dtype: .uint8) }.to(dtype: .float32)
     }
-}
-
-/// Pointers handed to parallel workers that write disjoint parts.
-struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
-}
-
-struct UnsafeSendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafePointer<T>
-    init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
 }
 
 /// One frame's blend over raw planes; workers take disjoint pixel ranges.

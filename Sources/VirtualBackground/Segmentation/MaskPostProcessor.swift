@@ -41,7 +41,7 @@ public final class MaskPostProcessor {
     /// The smoothed probabilities of the last frame, `[h, w]` at the model resolution.
     private var previous: Tensor?
     /// The last upsampler, kept while the sizes stay the same.
-    private var upsample: (from: [Int], to: [Int], resize: BilinearResize)?
+    private var upsample: PlaneResampler?
 
     public init(_ settings: MaskPostProcessing = MaskPostProcessing()) {
         self.settings = settings
@@ -77,10 +77,10 @@ public final class MaskPostProcessor {
         var out = try mask.reshape([1, 1, h, w])
         let (outH, outW) = (height ?? h, width ?? w)
         if outH != h || outW != w {
-            if upsample?.from != [h, w] || upsample?.to != [outH, outW] {
-                upsample = ([h, w], [outH, outW], try BilinearResize(from: (h, w), to: (outH, outW), mapping: .halfPixel))
+            if upsample?.resizes(from: (h, w), to: (outH, outW)) != true {
+                upsample = try PlaneResampler(from: (h, w), to: (outH, outW))
             }
-            out = try upsample.map { try $0.resize(out) } ?? out
+            out = try upsample.map { try $0(out) } ?? out
             // Re-binarising the interpolated mask gives smooth contours at the frame resolution
             // instead of model-sized staircase blocks.
             if s.threshold != nil { out = try (out .>= 0.5).to(dtype: .float32) }

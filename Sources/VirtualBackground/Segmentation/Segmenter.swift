@@ -55,6 +55,7 @@ public final class Segmenter {
     /// The resizers to the model (MediaPipe's warp) and back (its mask resize) for the last frame size;
     /// a call sees the same size every frame.
     private var toModel: (size: [Int], resize: BilinearResize)?
+    private var toFrame: PlaneResampler?
 
     /// Loads one of the MediaPipe models from `directory` (default: `defaultModelsDirectory`).
     public convenience init(_ model: Model, modelsDirectory: URL? = nil) throws {
@@ -94,9 +95,10 @@ public final class Segmenter {
         let (h, w) = (batched.shape[2], batched.shape[3])
         var mask = try graph([try modelInput(batched)])[0]
         if h != inputHeight || w != inputWidth {
-            // Half-pixel bilinear with edge clamping is PyTorch's align_corners=False mapping. (The
-            // one-channel output is contiguous either way; in NCHW strides LibTorch resizes it fast.)
-            mask = try F.interpolate(mask.contiguous(), size: IntPair(h, w), mode: .bilinear, alignCorners: false)
+            if toFrame?.resizes(from: (inputHeight, inputWidth), to: (h, w)) != true {
+                toFrame = try PlaneResampler(from: (inputHeight, inputWidth), to: (h, w))
+            }
+            mask = try toFrame.map { try $0(mask) } ?? mask
         }
         return image.rank == 3 ? try mask.squeeze(dim: 0) : mask
     }
