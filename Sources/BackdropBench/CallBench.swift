@@ -69,6 +69,15 @@ enum CallBench {
         let network = try medianTime(repeats: 20, warmup: 3) { _ = try segmenter.modelProbabilities(modelInput[0]) } * 1000
         print(String(format: "  segmentation split: input resize %.2f ms, network at 256² %.2f ms", resize, network))
 
+        // The composite alone, with the mask at the model's size as the pipeline passes it.
+        let mask = try (segmenter.modelProbabilities(frame) .>= 0.5).to(dtype: .float32)
+        let viewport = try ViewportRenderer(panorama: virtualRoom, camera: camera).render(Orientation())
+        let compositor = Compositor()
+        let composite = try medianTime(repeats: 30, warmup: 3) {
+            _ = try compositor.composite(person: frame, room: viewport, alpha: mask, binarize: true)
+        } * 1000
+        print(String(format: "  composite alone (256² mask resized on the fly): %.2f ms", composite))
+
         // The viewport alone: the grid-interpolated 8-bit renderer vs exact tensor ops (rays rotated
         // by matmul, atan2, grid_sample on the float panorama) for the same rotations.
         let renderer = try ViewportRenderer(panorama: virtualRoom, camera: camera)

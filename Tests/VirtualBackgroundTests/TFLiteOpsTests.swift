@@ -23,10 +23,11 @@ final class TFLiteOpsTests: XCTestCase {
         let tf = try ResampleAxis(input: 4, output: 6, dim: 3).resample(x).toArray(Float.self)
         let expected: [Float] = [0, 20.0 / 3, 40.0 / 3, 20, 80.0 / 3, 30]
         for (a, b) in zip(tf, expected) { XCTAssertEqual(a, b, accuracy: 1e-4) }
-        // OpenCV's warp: the same mapping on a 1/32 grid, zero past the border.
-        let cv = try ResampleAxis(input: 2, output: 4, dim: 3, subpixelSteps: 32, zeroBeyondEdge: true)
-            .resample(Tensor([8, 16] as [Float], shape: [1, 1, 1, 2])).toArray(Float.self)
-        XCTAssertEqual(cv, [8, 12, 16, 8])
+        // OpenCV's warp (MediaPipe's model input): the same mapping on a 1/32 grid, zero past the border.
+        let cv = try ModelInputSampler(from: (1, 2), to: (1, 4))(Tensor([8, 16] as [Float], shape: [1, 1, 1, 2]))
+        XCTAssertEqual(try cv.toArray(Float.self), [8, 12, 16, 8])
+        let edge = try ModelInputSampler(from: (2, 1), to: (4, 1))(Tensor([8, 16] as [Float], shape: [1, 1, 2, 1]))
+        XCTAssertEqual(try edge.toArray(Float.self), [8, 12, 16, 8])
         // Along the rows too.
         let rows = try ResampleAxis(input: 2, output: 4, dim: 2).resample(Tensor([8, 16] as [Float], shape: [1, 1, 2, 1]))
         XCTAssertEqual(try rows.toArray(Float.self), [8, 12, 16, 16])

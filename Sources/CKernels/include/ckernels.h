@@ -1,4 +1,5 @@
-// Per-pixel loops of the call pipeline that need SIMD to run in real time on a laptop CPU.
+// Per-pixel loops of the call pipeline that need SIMD to run in real time on a laptop CPU: the
+// viewport's bilinear sampler (bilinear.c) and the compositor's alpha rows (alpha.c).
 // Plain C, no LibTorch: callers pass raw pointers into tensor storage or Swift arrays.
 #ifndef CKERNELS_H
 #define CKERNELS_H
@@ -32,6 +33,10 @@ void bk_bilinear_span(bk_texture texture, int32_t x, int32_t y, int32_t dx, int3
 /// float increment per row. Output rows are `row_stride` bytes apart.
 void bk_bilinear_cell(bk_texture texture, const float corners[8], int cell, int columns, int rows, uint8_t *out,
                       ptrdiff_t row_stride, ptrdiff_t plane);
+
+/// One row of an 8-bit alpha plane from two rows of a float mask: round(255 · clamp(top +
+/// (bottom − top)·weight, 0, 1)); with `binarize`, the interpolated value is first thresholded at 0.5.
+void bk_lerp_rows_to_alpha(const float *top, const float *bottom, float weight, int count, int binarize, uint8_t *out);
 
 /// Turns the SIMD code path (AVX2, where the CPU has it) on or off; off forces the portable path,
 /// which gives bit-identical results. On by default.

@@ -104,10 +104,7 @@ struct AlphaPlane {
         }
         values = [UInt8](unsafeUninitializedCapacity: height * width) { buffer, initialized in
             source.withUnsafeBufferPointer { source in
-                resampler.resample(source.baseAddress!, into: buffer.baseAddress!) { value in
-                    let a = binarize ? (value >= 0.5 ? 1 : 0) : min(max(value, 0), 1)
-                    return UInt8(a * 255 + 0.5)
-                }
+                resampler.resampleToAlpha(source.baseAddress!, into: buffer.baseAddress!, binarize: binarize)
             }
             initialized = height * width
         }

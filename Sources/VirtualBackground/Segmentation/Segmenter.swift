@@ -54,7 +54,7 @@ public final class Segmenter {
 
     /// The resizers to the model (MediaPipe's warp) and back (its mask resize) for the last frame size;
     /// a call sees the same size every frame.
-    private var toModel: (size: [Int], resize: BilinearResize)?
+    private var toModel: ModelInputSampler?
     private var toFrame: PlaneResampler?
 
     /// Loads one of the MediaPipe models from `directory` (default: `defaultModelsDirectory`).
@@ -104,25 +104,17 @@ public final class Segmenter {
     }
 
     /// `[B, 3, h, w]` float in [0, 1] at the model size, as MediaPipe's `ImageToTensorCalculator`
-    /// makes it on the CPU: the frame corners map onto the tensor corners, so tensor pixel x samples
-    /// frame x · W/w (OpenCV warpPerspective, bilinear, coordinates on a 1/32 grid, zero past the
-    /// border), rounded back to 8 bits for uint8 frames, then divided by 255. Downscaling therefore
-    /// samples without low-pass filtering, as MediaPipe does. A frame of the model size passes unchanged.
+    /// makes it on the CPU (`ModelInputSampler`). A frame of the model size passes unchanged.
     public func modelInput(_ image: Tensor) throws -> Tensor {
         let x = try segmentationBatch(image)
         let (h, w) = (x.shape[2], x.shape[3])
-        let isUInt8 = x.dtype == .uint8
-        var pixels = x
-        if h != inputHeight || w != inputWidth {
-            if toModel?.size != [h, w] {
-                toModel = ([h, w], try BilinearResize(from: (h, w), to: (inputHeight, inputWidth), mapping: .cornerAligned,
-                                                      subpixelSteps: 32, zeroBeyondEdge: true))
-            }
-            pixels = try toModel.map { try $0.resize(pixels) } ?? pixels
-            // OpenCV's fixed-point interpolation of 8-bit images rounds half up.
-            if isUInt8 { pixels = try (pixels + 0.5).floor() }
+        guard h != inputHeight || w != inputWidth else {
+            let pixels = try x.to(dtype: .float32)
+            return x.dtype == .uint8 ? try pixels / 255 : pixels
         }
-        pixels = try pixels.to(dtype: .float32)
-        return isUInt8 ? try pixels / 255 : pixels
+        if toModel?.sourceHeight != h || toModel?.sourceWidth != w {
+            toModel = try ModelInputSampler(from: (h, w), to: (inputHeight, inputWidth))
+        }
+        return try toModel.map { try $0(x) } ?? x
     }
 }

@@ -8,12 +8,9 @@ struct BilinearResize {
     let rows: ResampleAxis
     let columns: ResampleAxis
 
-    init(from input: (height: Int, width: Int), to output: (height: Int, width: Int), mapping: ResampleAxis.Mapping,
-         subpixelSteps: Int? = nil, zeroBeyondEdge: Bool = false) throws {
-        rows = try ResampleAxis(input: input.height, output: output.height, dim: 2, mapping: mapping,
-                                subpixelSteps: subpixelSteps, zeroBeyondEdge: zeroBeyondEdge)
-        columns = try ResampleAxis(input: input.width, output: output.width, dim: 3, mapping: mapping,
-                                   subpixelSteps: subpixelSteps, zeroBeyondEdge: zeroBeyondEdge)
+    init(from input: (height: Int, width: Int), to output: (height: Int, width: Int), mapping: ResampleAxis.Mapping) throws {
+        rows = try ResampleAxis(input: input.height, output: output.height, dim: 2, mapping: mapping)
+        columns = try ResampleAxis(input: input.width, output: output.width, dim: 3, mapping: mapping)
     }
 
     /// Float32 `[B, C, outH, outW]`. Columns first: the pass that makes the full-size output is then
@@ -35,35 +32,36 @@ struct ResampleAxis {
 
     let dim: Int
     let lower: Tensor, upper: Tensor, weight: Tensor
-    /// Whether some upper neighbour is the zero pixel appended past the edge.
-    let padsZero: Bool
     /// Whether every source coordinate is a whole pixel (an integer scale such as 512 → 256).
     let integral: Bool
 
-    /// Past the last pixel the upper neighbour is the last pixel, or zero with `zeroBeyondEdge`
-    /// (OpenCV's BORDER_ZERO; only reached when upsampling with `.cornerAligned`). `subpixelSteps`
-    /// rounds source coordinates to that grid (OpenCV's INTER_TAB_SIZE of 32).
-    init(input: Int, output: Int, dim: Int, mapping: Mapping = .cornerAligned, subpixelSteps: Int? = nil,
-         zeroBeyondEdge: Bool = false) throws {
-        guard (1...(1 << 20)).contains(input), (1...(1 << 20)).contains(output), dim == 2 || dim == 3 else {
-            throw TFLiteError("cannot resample \(input) pixels to \(output) along dimension \(dim)")
-        }
+    /// Past the last pixel the upper neighbour is the last pixel.
+    init(input: Int, output: Int, dim: Int, mapping: Mapping = .cornerAligned) throws {
+        guard dim == 2 || dim == 3 else { throw TFLiteError("cannot resample along dimension \(dim)") }
         self.dim = dim
+        let taps = try Self.taps(input: input, output: output, mapping: mapping)
+        integral = taps.allSatisfy { $0.weight == 0 }
+        lower = try Tensor(taps.map { Int64($0.low) })
+        upper = try Tensor(taps.map { Int64($0.high) })
+        weight = try Tensor(taps.map(\.weight), shape: dim == 2 ? [1, 1, output, 1] : [1, 1, 1, output])
+    }
+
+    /// Output pixel o's neighbours and the weight of `high`. Past the last pixel `high` is the last
+    /// pixel, or `input` — a zero pixel — with `zeroBeyondEdge` (OpenCV's BORDER_ZERO; only reached
+    /// when upsampling with `.cornerAligned`). `subpixelSteps` rounds source coordinates to that grid
+    /// (OpenCV's INTER_TAB_SIZE of 32).
+    static func taps(input: Int, output: Int, mapping: Mapping, subpixelSteps: Int? = nil,
+                     zeroBeyondEdge: Bool = false) throws -> [(low: Int, high: Int, weight: Float)] {
+        guard (1...(1 << 20)).contains(input), (1...(1 << 20)).contains(output) else {
+            throw TFLiteError("cannot resample \(input) pixels to \(output)")
+        }
         let scale = Double(input) / Double(output)
-        var lo: [Int64] = [], hi: [Int64] = [], w: [Float] = []
-        for o in 0..<output {
+        return (0..<output).map { o in
             var source = mapping == .halfPixel ? max((Double(o) + 0.5) * scale - 0.5, 0) : Double(o) * scale
             if let steps = subpixelSteps { source = (source * Double(steps)).rounded() / Double(steps) }
             let l = min(max(Int(source.rounded(.down)), 0), input - 1)
-            lo.append(Int64(l))
-            hi.append(Int64(zeroBeyondEdge ? min(l + 1, input) : min(l + 1, input - 1)))
-            w.append(Float(source - Double(l)))
+            return (l, zeroBeyondEdge ? min(l + 1, input) : min(l + 1, input - 1), Float(source - Double(l)))
         }
-        padsZero = hi.contains(Int64(input))
-        integral = w.allSatisfy { $0 == 0 }
-        lower = try Tensor(lo)
-        upper = try Tensor(hi)
-        weight = try Tensor(w, shape: dim == 2 ? [1, 1, output, 1] : [1, 1, 1, output])
     }
 
     /// Resamples along `dim`; the result is float32 whatever `x`'s dtype (gathering before
@@ -71,8 +69,7 @@ struct ResampleAxis {
     func resample(_ x: Tensor) throws -> Tensor {
         let a = try gather(x, lower).to(dtype: .float32)
         if integral { return a }
-        let padded = padsZero ? try F.pad(x, dim == 2 ? [0, 0, 0, 1] : [0, 1]) : x
-        let difference = try gather(padded, upper).to(dtype: .float32) - a
+        let difference = try gather(x, upper).to(dtype: .float32) - a
         try a.addcmul_(difference, weight)  // a is a fresh tensor: a + (b − a)·w in place
         return a
     }
