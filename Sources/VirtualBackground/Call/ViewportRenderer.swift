@@ -55,8 +55,9 @@ public final class ViewportRenderer: @unchecked Sendable {
         // margin of w/16 + 4 columns lets the per-pixel loop run without wrapping or clamping.
         let margin = w / 16 + 4
         let stride = w + 2 * margin
-        guard stride < 1 << 15, (h + 2) * stride < 1 << 31 else {
-            throw CallError("viewport: panoramas up to 30000 pixels wide are supported, got \(w)×\(h)")
+        // The sampler's 16.16 fixed-point coordinates and 16-bit texel indices bound the texture.
+        guard stride < 1 << 15, h + 2 < 1 << 15 else {
+            throw CallError("viewport: panoramas up to about 30000×32000 pixels are supported, got \(w)×\(h)")
         }
         let hwc: [UInt8] = try rgb.permute(1, 2, 0).contiguous().toArray()
         var packed = [UInt32](repeating: 0, count: (h + 2) * stride)
