@@ -65,9 +65,11 @@ final class TFLiteOpsTests: XCTestCase {
 
     func testTransposeConvBiasMatchesMediaPipesKernel() throws {
         let generator = try Generator(seed: 3)
-        // (h, w, kh, kw, sh, sw, same): the model's case, odd SAME totals, VALID, unequal strides.
+        // (h, w, kh, kw, sh, sw, same): the model's case, odd SAME totals, VALID, unequal strides; kernels
+        // equal to the stride (the depth-to-space path) with two outputs, unequal sides and a crop.
         let configs = [(128, 128, 2, 2, 2, 2, true), (5, 4, 3, 3, 2, 2, true), (4, 4, 4, 4, 2, 2, true),
-                       (3, 5, 2, 3, 1, 2, false), (6, 3, 3, 2, 3, 1, true)]
+                       (3, 5, 2, 3, 1, 2, false), (6, 3, 3, 2, 3, 1, true), (5, 7, 3, 2, 3, 2, false),
+                       (5, 4, 2, 2, 2, 2, true)]
         for (h, w, kh, kw, sh, sw, same) in configs {
             let (c, o) = (h > 100 ? 16 : 3, h > 100 ? 1 : 2)
             let input = try Tensor.randn([1, h, w, c], generator: generator)

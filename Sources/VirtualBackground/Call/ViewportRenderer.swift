@@ -13,8 +13,7 @@ import Torch
 /// (the gnomonic map is smooth away from the poles; the test measures it). Cells where the map is
 /// not smooth — around a pole, where longitude turns fast — are computed exactly per pixel.
 /// Sampling is bilinear on 8-bit RGB (`bk_bilinear_cell`: AVX2 where the CPU has it) with rows
-/// clamped at the poles. `EquirectSampler.viewport`
-/// is the tensor-op reference for this renderer.
+/// clamped at the poles. `EquirectSampler.viewport` is the tensor-op reference for this renderer.
 public final class ViewportRenderer: @unchecked Sendable {
     public let camera: PinholeCamera
     public let panoramaWidth: Int
@@ -32,7 +31,7 @@ public final class ViewportRenderer: @unchecked Sendable {
     /// - Parameters:
     ///   - panorama: `[3, H, W]` uint8 RGB (float in [0, 1] is scaled and rounded), W ≥ 2.
     ///   - camera: the viewport's size and horizontal FOV.
-    /// Frames are rendered on LibTorch's intra-op threads (`Runtime.threads`).
+    /// Frames are rendered on `Parallel.threads` workers.
     public init(panorama: Tensor, camera: PinholeCamera, cellSize: Int = 8) throws {
         guard panorama.rank == 3, panorama.shape[0] == 3, panorama.shape[1] >= 2, panorama.shape[2] >= 2 else {
             throw CallError("viewport: the panorama must be [3, H, W] RGB, got \(panorama.shape)")
