@@ -17,10 +17,8 @@ struct ModelInputSampler {
 
     init(from source: (height: Int, width: Int), to target: (height: Int, width: Int)) throws {
         (sourceHeight, sourceWidth, height, width) = (source.height, source.width, target.height, target.width)
-        rows = try ResampleAxis.taps(input: source.height, output: target.height, mapping: .cornerAligned, subpixelSteps: 32,
-                                     zeroBeyondEdge: true)
-        columns = try ResampleAxis.taps(input: source.width, output: target.width, mapping: .cornerAligned, subpixelSteps: 32,
-                                        zeroBeyondEdge: true)
+        rows = try ResampleAxis.taps(input: source.height, output: target.height, subpixelSteps: 32, zeroBeyondEdge: true)
+        columns = try ResampleAxis.taps(input: source.width, output: target.width, subpixelSteps: 32, zeroBeyondEdge: true)
     }
 
     /// `[B, C, sourceHeight, sourceWidth]` uint8 or float → `[B, C, height, width]` float32 (uint8 frames

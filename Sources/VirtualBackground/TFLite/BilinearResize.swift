@@ -1,16 +1,16 @@
 import Torch
 
-/// Bilinear resizing of `[B, C, H, W]` as two 1-D passes over precomputed neighbour indices and
-/// weights: a row gather is a block copy, so upsampling a one-channel mask to 720p costs a few passes
-/// over the output instead of LibTorch's per-pixel bilinear kernel (≈10 ms for one channel at 720p
-/// on one core).
+/// TF's legacy RESIZE_BILINEAR (neither align_corners nor half_pixel_centers: source coordinate
+/// s = o·in/out, the upper neighbour clamped to the last pixel) of `[B, C, H, W]`, as two 1-D passes
+/// over precomputed neighbour indices and weights. (The half-pixel mappings go to `F.interpolate`;
+/// masks to frame size to `PlaneResampler`.)
 struct BilinearResize {
     let rows: ResampleAxis
     let columns: ResampleAxis
 
-    init(from input: (height: Int, width: Int), to output: (height: Int, width: Int), mapping: ResampleAxis.Mapping) throws {
-        rows = try ResampleAxis(input: input.height, output: output.height, dim: 2, mapping: mapping)
-        columns = try ResampleAxis(input: input.width, output: output.width, dim: 3, mapping: mapping)
+    init(from input: (height: Int, width: Int), to output: (height: Int, width: Int)) throws {
+        rows = try ResampleAxis(input: input.height, output: output.height, dim: 2)
+        columns = try ResampleAxis(input: input.width, output: output.width, dim: 3)
     }
 
     /// Float32 `[B, C, outH, outW]`. Columns first: the pass that makes the full-size output is then
@@ -19,27 +19,20 @@ struct BilinearResize {
 }
 
 /// Linear resampling along one axis (2 = rows, 3 = columns) of `[B, C, H, W]`: output pixel o takes
-/// the source coordinate s(o), neighbours floor(s) and floor(s) + 1, weights by the fraction.
+/// the source coordinate s = o·in/out — TF's legacy RESIZE_BILINEAR, and OpenCV's warp of a whole
+/// image onto a tensor (MediaPipe's ImageToTensorCalculator, `ModelInputSampler`) — with neighbours
+/// floor(s) and floor(s) + 1, weighted by the fraction.
 struct ResampleAxis {
-    enum Mapping {
-        /// s = o·in/out: TF's legacy RESIZE_BILINEAR (neither align_corners nor half_pixel_centers),
-        /// and OpenCV's warp of a whole image onto a tensor (MediaPipe's ImageToTensorCalculator).
-        case cornerAligned
-        /// s = max((o + 0.5)·in/out − 0.5, 0): PyTorch's align_corners=False, OpenCV's cv::resize
-        /// INTER_LINEAR, TFLite's half_pixel_centers.
-        case halfPixel
-    }
-
     let dim: Int
     let lower: Tensor, upper: Tensor, weight: Tensor
     /// Whether every source coordinate is a whole pixel (an integer scale such as 512 → 256).
     let integral: Bool
 
     /// Past the last pixel the upper neighbour is the last pixel.
-    init(input: Int, output: Int, dim: Int, mapping: Mapping = .cornerAligned) throws {
+    init(input: Int, output: Int, dim: Int) throws {
         guard dim == 2 || dim == 3 else { throw TFLiteError("cannot resample along dimension \(dim)") }
         self.dim = dim
-        let taps = try Self.taps(input: input, output: output, mapping: mapping)
+        let taps = try Self.taps(input: input, output: output)
         integral = taps.allSatisfy { $0.weight == 0 }
         lower = try Tensor(taps.map { Int64($0.low) })
         upper = try Tensor(taps.map { Int64($0.high) })
@@ -48,16 +41,16 @@ struct ResampleAxis {
 
     /// Output pixel o's neighbours and the weight of `high`. Past the last pixel `high` is the last
     /// pixel, or `input` — a zero pixel — with `zeroBeyondEdge` (OpenCV's BORDER_ZERO; only reached
-    /// when upsampling with `.cornerAligned`). `subpixelSteps` rounds source coordinates to that grid
-    /// (OpenCV's INTER_TAB_SIZE of 32).
-    static func taps(input: Int, output: Int, mapping: Mapping, subpixelSteps: Int? = nil,
+    /// when upsampling). `subpixelSteps` rounds source coordinates to that grid (OpenCV's
+    /// INTER_TAB_SIZE of 32).
+    static func taps(input: Int, output: Int, subpixelSteps: Int? = nil,
                      zeroBeyondEdge: Bool = false) throws -> [(low: Int, high: Int, weight: Float)] {
         guard (1...(1 << 20)).contains(input), (1...(1 << 20)).contains(output) else {
             throw TFLiteError("cannot resample \(input) pixels to \(output)")
         }
         let scale = Double(input) / Double(output)
         return (0..<output).map { o in
-            var source = mapping == .halfPixel ? max((Double(o) + 0.5) * scale - 0.5, 0) : Double(o) * scale
+            var source = Double(o) * scale
             if let steps = subpixelSteps { source = (source * Double(steps)).rounded() / Double(steps) }
             let l = min(max(Int(source.rounded(.down)), 0), input - 1)
             return (l, zeroBeyondEdge ? min(l + 1, input) : min(l + 1, input - 1), Float(source - Double(l)))

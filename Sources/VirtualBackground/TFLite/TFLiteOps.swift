@@ -175,7 +175,7 @@ extension OpContext {
             let align = options.alignCorners
             return step([x]) { try F.interpolate($0[0], size: size, mode: .bilinear, alignCorners: align) }
         }
-        let resize = try BilinearResize(from: (inShape[1], inShape[2]), to: (size.height, size.width), mapping: .cornerAligned)
+        let resize = try BilinearResize(from: (inShape[1], inShape[2]), to: (size.height, size.width))
         return step([x]) { try resize($0[0]) }
     }
 
