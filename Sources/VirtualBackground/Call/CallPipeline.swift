@@ -82,8 +82,13 @@ public struct CallTimings: Sendable {
             label($0) + String(format: " %7.2f ms/frame (median %.2f)", milliseconds($0), medianMilliseconds($0))
         }
         let endToEnd = frames == 0 ? 0 : 1000 * total / Double(frames)
+        #if DEBUG
+        let note = ["  (a debug build, several times slower than release: `make bench-call` times the release build)"]
+        #else
+        let note: [String] = []
+        #endif
         return (rows + [label("end to end") + String(format: " %7.2f ms/frame (median %.2f; %.1f fps over %d frames)", endToEnd,
-                                                      medianMilliseconds(), framesPerSecond, frames)]).joined(separator: "\n")
+                                                      medianMilliseconds(), framesPerSecond, frames)] + note).joined(separator: "\n")
     }
 }
 
