@@ -76,6 +76,13 @@ final class CallPipelineTests: XCTestCase {
         XCTAssertLessThan(accuracy.meanOrientationError, 0.5, "tracking: \(accuracy)")
         XCTAssertEqual(pipeline.timings.frames, frames)
         XCTAssertGreaterThan(pipeline.timings.milliseconds("viewport"), 0)
+        // Every stage has one sample per frame; the median is the middle one (or the middle two's mean).
+        for stage in CallTimings.stages {
+            let samples = (pipeline.timings.samples[stage] ?? []).sorted()
+            XCTAssertEqual(samples.count, frames, stage)
+            let middle = samples.count % 2 == 1 ? samples[samples.count / 2] : (samples[samples.count / 2 - 1] + samples[samples.count / 2]) / 2
+            XCTAssertEqual(pipeline.timings.medianMilliseconds(stage), 1000 * middle, accuracy: 1e-9, stage)
+        }
     }
 
     func testRejectsFramesOfTheWrongSize() throws {
