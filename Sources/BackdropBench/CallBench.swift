@@ -18,7 +18,7 @@ enum CallBench {
         let threads = Runtime.threads
         Parallel.threads = threads
         Runtime.threads = 1
-        defer { Runtime.threads = threads }
+        defer { (Runtime.threads, Parallel.threads) = (threads, nil) }
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?"
         print("\ncall pipeline: 1280×720, FOV 60°, selfie segmenter on one LibTorch thread, \(threads) threads for the other stages (load average \(load))")
         let assets = URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS"))

@@ -6,15 +6,12 @@ import Torch
 struct Options {
     var threads = 2
     var repeats = 5
-    /// `--caa`: only the CAA training-step workloads (`make bench-caa`; minutes).
-    var caa = false
-    /// `--inception`: only the FID Inception workload (`make bench-inception`).
-    var inception = false
-    /// `--call`: only the call pipeline stages (`make bench-call`, and the end of `make bench`, in a
-    /// fresh process so that the earlier workloads' allocations and threads do not colour it).
-    var call = false
-    /// `--segmentation`: only the segmentation network against MediaPipe's runtime (`make bench-segmentation`).
-    var segmentation = false
+    /// One area alone instead of the default set: `--caa`, the CAA training step (`make bench-caa`;
+    /// minutes); `--inception`, FID feature extraction (`make bench-inception`); `--call`, the call
+    /// pipeline stages (`make bench-call`, and the end of `make bench`, in a fresh process so that the
+    /// earlier workloads' allocations and threads do not colour it); `--segmentation`, the selfie model
+    /// against MediaPipe's runtime (`make bench-segmentation`).
+    var only: ((Options) throws -> Void)?
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
     init(_ arguments: [String]) {
@@ -24,10 +21,10 @@ struct Options {
             case "--threads": threads = it.next().flatMap(Int.init) ?? threads
             case "--repeats": repeats = it.next().flatMap(Int.init) ?? repeats
             case "--python": python = it.next() ?? python
-            case "--caa": caa = true
-            case "--inception": inception = true
-            case "--call": call = true
-            case "--segmentation": segmentation = true
+            case "--caa": only = CAABench.run
+            case "--inception": only = InceptionBench.run
+            case "--call": only = CallBench.run
+            case "--segmentation": only = SegmentationBench.run
             default:
                 print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call | --segmentation]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
@@ -111,20 +108,8 @@ if let status = TrackingBench.runChildIfRequested() { exit(status) }
 let options = Options(CommandLine.arguments)
 Runtime.threads = options.threads
 do {
-    if options.caa {
-        try CAABench.run(options)
-        exit(0)
-    }
-    if options.inception {
-        try InceptionBench.run(options)
-        exit(0)
-    }
-    if options.call {
-        try CallBench.run(options)
-        exit(0)
-    }
-    if options.segmentation {
-        try SegmentationBench.run(options)
+    if let only = options.only {
+        try only(options)
         exit(0)
     }
     let reference = try referenceTimings(options)

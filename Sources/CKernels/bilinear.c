@@ -18,22 +18,20 @@ static inline uint32_t blend_pairs(uint32_t tl, uint32_t tr, uint32_t bl, uint32
     return (left * (ONE - fx) + right * fx + rounding) >> FRACTION_BITS & mask;
 }
 
-static void span_portable(bk_texture texture, int32_t x, int32_t y, int32_t dx, int32_t dy, int count, uint8_t *out,
-                          ptrdiff_t plane) {
-    for (int k = 0; k < count; k++, x += dx, y += dy) {
-        const uint32_t *top = texture.texels + (ptrdiff_t)(y >> 16) * texture.stride + (x >> 16);
-        const uint32_t *bottom = top + texture.stride;
-        uint32_t fx = (uint32_t)x >> (16 - FRACTION_BITS) & (ONE - 1), fy = (uint32_t)y >> (16 - FRACTION_BITS) & (ONE - 1);
-        uint32_t rb = blend_pairs(top[0], top[1], bottom[0], bottom[1], fx, fy);
-        uint32_t ga = blend_pairs(top[0] >> 8, top[1] >> 8, bottom[0] >> 8, bottom[1] >> 8, fx, fy);
-        out[k] = (uint8_t)rb;
-        out[plane + k] = (uint8_t)ga;
-        out[2 * plane + k] = (uint8_t)(rb >> 16);
-    }
+// One bilinear sample at (x, y), 16.16 fixed point, into out[0], out[plane], out[2·plane].
+static void sample_portable(bk_texture texture, int32_t x, int32_t y, uint8_t *out, ptrdiff_t plane) {
+    const uint32_t *top = texture.texels + (ptrdiff_t)(y >> 16) * texture.stride + (x >> 16);
+    const uint32_t *bottom = top + texture.stride;
+    uint32_t fx = (uint32_t)x >> (16 - FRACTION_BITS) & (ONE - 1), fy = (uint32_t)y >> (16 - FRACTION_BITS) & (ONE - 1);
+    uint32_t rb = blend_pairs(top[0], top[1], bottom[0], bottom[1], fx, fy);
+    uint32_t ga = blend_pairs(top[0] >> 8, top[1] >> 8, bottom[0] >> 8, bottom[1] >> 8, fx, fy);
+    out[0] = (uint8_t)rb;
+    out[plane] = (uint8_t)ga;
+    out[2 * plane] = (uint8_t)(rb >> 16);
 }
 
 #ifdef BK_X86
-// The same arithmetic as span_portable, eight pixels at a time: four gathers fetch the
+// The same arithmetic as sample_portable, eight pixels at a time: four gathers fetch the
 // neighbours, 16-bit multiplies blend red+blue and green+alpha pairs.
 __attribute__((target("avx2"))) static inline __m256i blend_pairs_avx2(__m256i tl, __m256i tr, __m256i bl, __m256i br,
                                                                         __m256i wx0, __m256i wx1, __m256i wy0,
@@ -97,21 +95,6 @@ __attribute__((target("avx2"), always_inline)) static inline void span8_avx2(con
     _mm_storel_epi64((__m128i *)(out + plane), _mm_unpackhi_epi64(low, low));
     _mm_storel_epi64((__m128i *)(out + 2 * plane), _mm256_extracti128_si256(bytes, 1));
 }
-
-__attribute__((target("avx2"))) static void span_avx2(bk_texture texture, int32_t x, int32_t y, int32_t dx, int32_t dy,
-                                                       int count, uint8_t *out, ptrdiff_t plane) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i px = _mm256_add_epi32(_mm256_set1_epi32(x), _mm256_mullo_epi32(lane, _mm256_set1_epi32(dx)));
-    __m256i py = _mm256_add_epi32(_mm256_set1_epi32(y), _mm256_mullo_epi32(lane, _mm256_set1_epi32(dy)));
-    const __m256i stepX = _mm256_set1_epi32(dx * 8), stepY = _mm256_set1_epi32(dy * 8);
-    int k = 0;
-    for (; k + 8 <= count; k += 8) {
-        span8_avx2((const int *)texture.texels, texture.stride, px, py, out + k, plane);
-        px = _mm256_add_epi32(px, stepX);
-        py = _mm256_add_epi32(py, stepY);
-    }
-    if (k < count) span_portable(texture, x + k * dx, y + k * dy, dx, dy, count - k, out + k, plane);
-}
 #endif
 
 // Nearest-integer rounding without a libm call (lrintf is one unless errno handling is off).
@@ -122,11 +105,6 @@ static inline int32_t round_to_int(float value) {
     return (int32_t)lrintf(value);
 #endif
 }
-
-typedef struct {
-    void (*span)(bk_texture, int32_t, int32_t, int32_t, int32_t, int, uint8_t *, ptrdiff_t);
-    void (*cell)(bk_texture, const float *, int, int, int, uint8_t *, ptrdiff_t, ptrdiff_t);
-} kernels;
 
 // Texture coordinates inside a cell, identical in both code paths: column k starts on the top edge
 // at a + (b − a)·k/cell and moves down by a constant step per row (the bilinear interpolation of the
@@ -141,7 +119,7 @@ static void cell_portable(bk_texture texture, const float corners[8], int cell, 
         float stepX = ((corners[4] - corners[0]) + ((corners[6] - corners[2]) - (corners[4] - corners[0])) * s) * inverse * scale;
         float stepY = ((corners[5] - corners[1]) + ((corners[7] - corners[3]) - (corners[5] - corners[1])) * s) * inverse * scale;
         for (int row = 0; row < rows; row++, x += stepX, y += stepY)
-            span_portable(texture, round_to_int(x), round_to_int(y), 0, 0, 1, out + row * row_stride + k, plane);
+            sample_portable(texture, round_to_int(x), round_to_int(y), out + row * row_stride + k, plane);
     }
 }
 
@@ -177,27 +155,23 @@ static int has_avx2(void) {
 #endif
 }
 
-static const kernels portable_kernels = {span_portable, cell_portable};
-
 static _Atomic int simd_enabled = 1;
-
-static inline kernels active_kernels(void) {
-#ifdef BK_X86
-    if (simd_enabled && has_avx2()) return (kernels){span_avx2, cell_avx2};
-#endif
-    return portable_kernels;
-}
 
 void bk_set_simd(int enabled) { simd_enabled = enabled != 0; }
 
 int bk_simd_active(void) { return simd_enabled && has_avx2(); }
 
-void bk_bilinear_span(bk_texture texture, int32_t x, int32_t y, int32_t dx, int32_t dy, int count, uint8_t *out,
-                      ptrdiff_t plane) {
-    active_kernels().span(texture, x, y, dx, dy, count, out, plane);
+void bk_bilinear_pixel(bk_texture texture, int32_t x, int32_t y, uint8_t *out, ptrdiff_t plane) {
+    sample_portable(texture, x, y, out, plane);
 }
 
 void bk_bilinear_cell(bk_texture texture, const float corners[8], int cell, int columns, int rows, uint8_t *out,
                       ptrdiff_t row_stride, ptrdiff_t plane) {
-    active_kernels().cell(texture, corners, cell, columns, rows, out, row_stride, plane);
+#ifdef BK_X86
+    if (simd_enabled && has_avx2()) {
+        cell_avx2(texture, corners, cell, columns, rows, out, row_stride, plane);
+        return;
+    }
+#endif
+    cell_portable(texture, corners, cell, columns, rows, out, row_stride, plane);
 }

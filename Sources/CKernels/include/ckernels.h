@@ -19,14 +19,12 @@ typedef struct {
     ptrdiff_t stride;
 } bk_texture;
 
-/// Bilinear samples along a straight span: pixel k samples the texture at (x + k·dx, y + k·dy),
-/// coordinates in texels, 16.16 fixed point, non-negative. Weights are in 1/64 texel; the two
-/// texels of a column are blended first and rounded, then the two columns. Red, green and blue
-/// go to `out[k]`, `out[plane + k]` and `out[2·plane + k]`.
-void bk_bilinear_span(bk_texture texture, int32_t x, int32_t y, int32_t dx, int32_t dy, int count, uint8_t *out,
-                      ptrdiff_t plane);
+/// One bilinear sample of the texture at (x, y), texels in 16.16 fixed point, non-negative. Weights
+/// are in 1/64 texel; the two texels of a column are blended first and rounded, then the two
+/// columns. Red, green and blue go to `out[0]`, `out[plane]` and `out[2·plane]`.
+void bk_bilinear_pixel(bk_texture texture, int32_t x, int32_t y, uint8_t *out, ptrdiff_t plane);
 
-/// Bilinear samples over a `columns` × `rows` block of output pixels whose texture coordinates
+/// `bk_bilinear_pixel` over a `columns` × `rows` block of output pixels whose texture coordinates
 /// are interpolated bilinearly between four corners given as float texel coordinates (x, y
 /// pairs: top left, top right, bottom left, bottom right), the corners `cell` pixels apart:
 /// column k starts on the top edge at k/cell and steps down the column's interpolated edge one

@@ -44,7 +44,7 @@ public final class Compositor {
             throw CallError("composite: the mask must be [1, h, w] or [h, w], got \(alpha.shape) (the frame is \(w)×\(h))")
         }
         let alphaValues = try alpha.to(dtype: .float32).reshape(mask)
-        let weights = AlphaPlane(from: alphaValues, height: h, width: w, binarize: binarize)
+        let weights = try AlphaPlane(from: alphaValues, height: h, width: w, binarize: binarize)
         let plane = h * w
         let gain = colorMatch > 0 ? try updateGains(person, room, weights.tensor(), plane: plane) : SIMD3<Float>(1, 1, 1)
         let output = try Tensor.empty([3, h, w], dtype: .uint8)
@@ -85,26 +85,21 @@ public final class Compositor {
 }
 
 /// The compositing weights as 8-bit values (0…255) at the frame's size, resized from the mask's
-/// size when they differ: per output row, the two source rows are blended once, then each pixel
-/// interpolates between two columns (sizes and source positions as PyTorch's bilinear
-/// `align_corners=False`, negative positions clamped to 0).
+/// size by `PlaneResampler` (PyTorch's bilinear `align_corners=False`, as `MaskPostProcessor`).
 struct AlphaPlane {
     let values: [UInt8]
     let height: Int
     let width: Int
 
-    init(from mask: Tensor, height: Int, width: Int, binarize: Bool) {
+    /// - Parameter mask: `[h, w]` float32.
+    init(from mask: Tensor, height: Int, width: Int, binarize: Bool) throws {
         self.height = height
         self.width = width
-        let (h, w) = (mask.shape[0], mask.shape[1])
-        let source: [Float] = (try? mask.contiguous().toArray()) ?? [Float](repeating: 0, count: h * w)
-        guard let resampler = try? PlaneResampler(from: (h, w), to: (height, width)) else {
-            values = [UInt8](repeating: 0, count: height * width)
-            return
-        }
-        values = [UInt8](unsafeUninitializedCapacity: height * width) { buffer, initialized in
-            source.withUnsafeBufferPointer { source in
-                resampler.resampleToAlpha(source.baseAddress!, into: buffer.baseAddress!, binarize: binarize)
+        let resampler = try PlaneResampler(from: (mask.shape[0], mask.shape[1]), to: (height, width))
+        values = try [UInt8](unsafeUninitializedCapacity: height * width) { buffer, initialized in
+            try mask.withUnsafeBytes { source in
+                resampler.resampleToAlpha(source.bindMemory(to: Float.self).baseAddress!, into: buffer.baseAddress!,
+                                          binarize: binarize)
             }
             initialized = height * width
         }

@@ -235,7 +235,7 @@ private struct RenderContext: @unchecked Sendable {
                 // In range for every finite ray; the clamps keep indices valid for absurd rotations.
                 if !(p.x.isFinite && p.y.isFinite) { p = offset }
                 p = p.clamped(lowerBound: .zero, upperBound: SIMD2(Float(texture.stride - 2), ph))
-                bk_bilinear_span(texture, Int32(p.x * 65536), Int32(p.y * 65536), 0, 0, 1, out + (y * width + x), width * height)
+                bk_bilinear_pixel(texture, Int32(p.x * 65536), Int32(p.y * 65536), out + (y * width + x), width * height)
             }
         }
     }

@@ -60,28 +60,28 @@ struct PlaneResampler: Sendable {
     private func resampleRows<Output>(_ source: UnsafePointer<Float>, into output: UnsafeMutablePointer<Output>,
                                       blend: (UnsafePointer<Float>, UnsafePointer<Float>, Float, UnsafeMutablePointer<Output>) -> Void) {
         let (sourceWidth, width) = (self.sourceWidth, self.width)
-        var across = [Float](repeating: 0, count: sourceHeight * width)
-        across.withUnsafeMutableBufferPointer { across in
-            let (source, across) = (UnsafeSendablePointer(source), UnsafeMutableSendablePointer(across.baseAddress!))
-            columns.withUnsafeBufferPointer { columns in
-                Parallel.forEach(0..<sourceHeight, grain: 16) { range in
-                    for y in range {
-                        let input = source.pointer + y * sourceWidth, row = across.pointer + y * width
-                        for x in 0..<width {
-                            let tap = columns[x]
-                            row[x] = input[tap.low] + (input[tap.high] - input[tap.low]) * tap.weight
-                        }
+        // Every value is written by the x pass before the y pass reads it.
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: sourceHeight * width)
+        defer { buffer.deallocate() }
+        let (source, across) = (UnsafeSendablePointer(source), UnsafeMutableSendablePointer(buffer))
+        columns.withUnsafeBufferPointer { columns in
+            Parallel.forEach(0..<sourceHeight, grain: 16) { range in
+                for y in range {
+                    let input = source.pointer + y * sourceWidth, row = across.pointer + y * width
+                    for x in 0..<width {
+                        let tap = columns[x]
+                        row[x] = input[tap.low] + (input[tap.high] - input[tap.low]) * tap.weight
                     }
                 }
             }
-            let output = UnsafeMutableSendablePointer(output)
-            rows.withUnsafeBufferPointer { rows in
-                Parallel.forEach(0..<height, grain: 32) { range in
-                    for y in range {
-                        let tap = rows[y]
-                        blend(across.pointer + tap.low * width, across.pointer + tap.high * width, tap.weight,
-                              output.pointer + y * width)
-                    }
+        }
+        let output = UnsafeMutableSendablePointer(output)
+        rows.withUnsafeBufferPointer { rows in
+            Parallel.forEach(0..<height, grain: 32) { range in
+                for y in range {
+                    let tap = rows[y]
+                    blend(across.pointer + tap.low * width, across.pointer + tap.high * width, tap.weight,
+                          output.pointer + y * width)
                 }
             }
         }
@@ -93,18 +93,17 @@ struct PlaneResampler: Sendable {
         guard shape.count >= 2, Array(shape.suffix(2)) == [sourceHeight, sourceWidth] else {
             throw SegmentationError("resampler for \(sourceHeight)×\(sourceWidth) planes got \(shape)")
         }
-        let source: [Float] = try planes.to(dtype: .float32).contiguous().toArray()
-        let count = source.count / (sourceHeight * sourceWidth)
-        let values = [Float](unsafeUninitializedCapacity: count * height * width) { buffer, initialized in
-            source.withUnsafeBufferPointer { source in
+        let output = try Tensor.empty(shape.dropLast(2) + [height, width], dtype: .float32)
+        let count = shape.dropLast(2).reduce(1, *)
+        try planes.to(dtype: .float32).withUnsafeBytes { source in
+            try output.withUnsafeMutableBytes { out in
+                let (source, out) = (source.bindMemory(to: Float.self).baseAddress!, out.bindMemory(to: Float.self).baseAddress!)
                 for plane in 0..<count {
-                    resample(source.baseAddress! + plane * sourceHeight * sourceWidth,
-                             into: buffer.baseAddress! + plane * height * width)
+                    resample(source + plane * sourceHeight * sourceWidth, into: out + plane * height * width)
                 }
             }
-            initialized = count * height * width
         }
-        return try Tensor(values, shape: shape.dropLast(2) + [height, width])
+        return output
     }
 }
 
