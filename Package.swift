@@ -66,33 +66,40 @@ let package = Package(
             name: "CImage",
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
+        // App support shared by the libraries' long work and the commands: asset paths, progress.
+        .target(name: "Support"),
         .target(name: "Media", dependencies: ["Torch", "CImage"]),
         // SIMD pixel loops of the call pipeline (AVX2 chosen at run time, portable C otherwise).
         .target(name: "CKernels"),
         .target(name: "Geometry", dependencies: ["Torch"]),
-        .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry"]),
+        .target(name: "Datasets", dependencies: ["Torch", "Media", "Geometry", "Support"]),
         // ZIPFoundation's inflate reads OpenAI's gzipped CLIP vocabulary.
         .target(name: "StableDiffusion", dependencies: ["Torch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        // The evaluator generates views with MultiView and records results in the Experiments registry.
-        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "Datasets", "Experiments", "MultiView"]),
+        // Metrics only (FID, IS, CLIP score, consistency); evaluating a run is Workflows' job.
+        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion"]),
         .target(
             name: "Experiments",
-            dependencies: ["Torch", .product(name: "Yams", package: "Yams"), .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["Torch", "Geometry", "Support", .product(name: "Yams", package: "Yams"),
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry", "CKernels"]),
-        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Datasets", "Experiments"]),
-        .target(name: "Parity", dependencies: ["Torch", "StableDiffusion", "Evaluation", "VirtualBackground", "MultiView"]),
+        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Media", "Datasets", "Experiments", "Support"]),
+        // Run-level jobs that combine the libraries: evaluating a run (generation, metrics, registry).
+        .target(name: "Workflows", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "Datasets", "Evaluation",
+                                                  "Experiments", "MultiView", "Support"]),
+        .target(name: "Parity", dependencies: ["Torch", "Geometry", "StableDiffusion", "Evaluation", "VirtualBackground", "MultiView",
+                                               "Support"]),
         .executableTarget(
             name: "backdrop",
             dependencies: [
                 "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets", "Evaluation", "VirtualBackground",
-                "Experiments", "MultiView",
+                "Experiments", "MultiView", "Workflows", "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView"],
+            dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView", "Support"],
             path: "Sources/BackdropBench"
         ),
         // Fixture paths, the Python reference and fetched assets, for every test target.
@@ -100,7 +107,7 @@ let package = Package(
         .testTarget(name: "TorchTests", dependencies: ["Torch", "BackdropTestSupport"]),
         .testTarget(name: "StableDiffusionTests", dependencies: ["StableDiffusion", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets", "BackdropTestSupport"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Parity", "BackdropTestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Workflows", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "BackdropTestSupport"]),
         .testTarget(name: "MultiViewTests", dependencies: ["MultiView", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch half of the CAA training-step benchmark (Sources/BackdropBench/CAABench.swift, issue 7).
 
-A multi-view UNet in MVDiffusion's style, written from REFERENCE.md §2: diffusers'
+A multi-view UNet in MVDiffusion's style, written from docs/models.md#mvdiffusion: diffusers'
 UNet2DConditionModel (random weights) whose parameters keep requires_grad=True, as in the original,
 which computes their gradients although only the CAA blocks are optimised; nine CAA blocks run at
 the insertion points by re-implementing the UNet's forward loop (as MVDiffusion's MVGenModel does);

@@ -7,7 +7,7 @@ VIEWS.safetensors holds `views` (uint8 [S, V, 3, H, W]: S scenes of V views), `y
 degrees) and `fov` (float64 [1], horizontal degrees). Prints JSON {"pairs": [[dB per pair] per
 scene], "scenes": [dB per scene], "mean": dB}.
 
-The protocol, written from REFERENCE.md §2/§5 without Backdrop's geometry code: MVDiffusion's
+The protocol, written from docs/metrics.md#consistency-psnr and docs/datasets.md#camera-conventions without Backdrop's geometry code: MVDiffusion's
 cameras (f = W / (2 tan(fov/2)), principal point ((W-1)/2, (H-1)/2), R = Ry(yaw) camera-to-world);
 view i is warped into view i+1 (mod V) by H = K R_{i+1}^-1 R_i K^-1, inverse-mapped with a
 hand-written bilinear interpolation; the overlap is every target pixel whose source point is in

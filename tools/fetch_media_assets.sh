@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real media for the tests and the call pipeline, fetched from Debian packages without installing
-# them (REFERENCE.md §7):
+# them (docs/datasets.md#real-weights-and-media):
 #   panoramas  blender-data's CC0 world HDRIs (1024×512 equirectangular OpenEXR, DWAB-compressed),
 #              decoded once to 8-bit PNG by tools/exr_to_png.c → $ASSETS/panoramas/<name>.png
 #   photos     scikit-image's public-domain astronaut.png (512×512) and camera.png from

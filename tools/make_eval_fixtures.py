@@ -8,7 +8,7 @@
         writes DIR/images.safetensors: real photos and panorama crops (uint8 [1, 3, H, W] each)
         from $BACKDROP_ASSETS, for the real-weights Inception test.
     python tools/make_eval_fixtures.py --parity-cases DIR
-        writes `inception` parity cases (PARITY.md) for the real FID Inception that `make setup`
+        writes `inception` parity cases (docs/parity.md) for the real FID Inception that `make setup`
         fetches (model `$BACKDROP_ASSETS/models/fid_inception_nvidia.pt`): real photo and panorama
         crops, expected pool3 features from the archive's own forward after torch-fidelity's TF1
         resize, and after pytorch-fid's resize.

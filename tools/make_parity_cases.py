@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes parity cases in the format of ../shared/PARITY.md (what `backdrop parity CASE_DIR` reads).
+"""Writes parity cases in the format of docs/parity.md (what `backdrop parity CASE_DIR` reads).
 
 Each module tools/parity/<name>.py that defines `make_cases(out_dir: Path, full: bool)` contributes
 its components (text.py: tokenizer, text_encoder, schedulers; image.py: unet, vae; pipeline.py: the
@@ -7,7 +7,7 @@ pipeline; others as they are added). Models are built from small configs with fi
 random weights (no model hub is reachable); `--full` writes SD 2-base-size cases instead (GBs, not
 committed: `make parity-full`).
 
-Run with the reference environment (REFERENCE.md §8): diffusers 0.27.2, transformers 4.40.2,
+Run with the reference environment (docs/parity.md#reference-environment): diffusers 0.27.2, transformers 4.40.2,
 Debian torch 1.13:
     ~/.cache/backdrop/venv-<hash>/bin/python tools/make_parity_cases.py [--out DIR] [--full] [--only text image]
 """

@@ -5,7 +5,7 @@ Run by `make fixtures-segmentation` in the MediaPipe venv (tools/requirements-me
 Python reference venv and `make test` never need MediaPipe. Reads the models and the real photos that
 `make setup` fetched into $BACKDROP_ASSETS (models/, photos/) and writes:
 
-Tests/Fixtures/parity/selfie_<name>/   parity cases in ../shared/PARITY.md's format, component
+Tests/Fixtures/parity/selfie_<name>/   parity cases in docs/parity.md's format, component
                                        `selfie_segmentation`:
     case.json             {"component", "model": "$BACKDROP_ASSETS/models/<file>.tflite", "atol": 1e-3,
                           "rtol": 0, "args": {"min_iou": 0.99, "threshold": 0.5}}. The model is not in

@@ -11,6 +11,7 @@
 // resident size noted; after the steps VmHWM minus that baseline is the step's peak memory
 // (activations, gradients, optimiser state, allocator caches). Model size is reported separately.
 import Foundation
+import Geometry
 import MultiView
 import StableDiffusion
 import Torch
@@ -75,18 +76,6 @@ enum CAABench {
         }
     }
 
-    /// MVDiffusion's cameras: FOV 90°, yaw 360°/V apart, `[V, 3, 3]`.
-    static func cameras(views: Int, size: Int) throws -> ViewCameras {
-        let f = 0.5 * Double(size) / tan(Double.pi / 4), c = Double(size - 1) / 2
-        var k: [Float] = [], r: [Float] = []
-        for i in 0..<views {
-            let t = 2 * Double.pi * Double(i) / Double(views)
-            k += [f, 0, c, 0, f, c, 0, 0, 1].map(Float.init)
-            r += [cos(t), 0, sin(t), 0, 1, 0, -sin(t), 0, cos(t)].map(Float.init)
-        }
-        return try ViewCameras(K: Tensor(k, shape: [views, 3, 3]), R: Tensor(r, shape: [views, 3, 3]))
-    }
-
     /// Builds the model, inputs and optimiser and returns one training step.
     static func makeStep(_ w: Workload) throws -> () throws -> Void {
         let g = try Generator(seed: 0)
@@ -98,10 +87,11 @@ enum CAABench {
         let timestep = try Tensor.full([1], 500)  // one per panorama, repeated for its views
         let context = try Tensor.randn([w.views, 77, cross], generator: g)
         let noise = try Tensor.randn(sample.shape, generator: g)
-        let cameras = try cameras(views: w.views, size: w.imageSize)
+        // MVDiffusion's cameras: FOV 90°, yaw 360°/V apart.
+        let layout = try ViewLayout.horizon(count: w.views, fov: 90, resolution: w.imageSize)
         let optimizer = try AdamW(model.trainableParameters, lr: 2e-4, weightDecay: 0.01)
         return {
-            let prediction = try model(sample, timestep: timestep, encoderHiddenStates: context, cameras: cameras)
+            let prediction = try model(sample, timestep: timestep, encoderHiddenStates: context, layout: layout)
             try F.mseLoss(prediction, noise).backward()
             try optimizer.step()
             try optimizer.zeroGrad()

@@ -3,6 +3,7 @@
 // the real selfie segmenter, on the benchmark's thread count; and the viewport renderer against the
 // tensor-op path it replaces (EquirectSampler's grid_sample on the same LibTorch).
 import Foundation
+import Support
 import Geometry
 import Media
 import Torch

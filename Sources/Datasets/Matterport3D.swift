@@ -11,7 +11,7 @@ public enum MatterportLayout: String, Sendable, Codable, CaseIterable {
     case stitched
 }
 
-/// Matterport3D in MVDiffusion's `mp3d_skybox` layout (REFERENCE.md §3):
+/// Matterport3D in MVDiffusion's `mp3d_skybox` layout (docs/datasets.md#matterport3d):
 ///
 ///     <root>/train.npy, test.npy     [N, 6] unicode arrays of face paths relative to <root>:
 ///                                    <scan>/matterport_skybox_images/<pano>_skybox<i>_sami.jpg
@@ -157,14 +157,15 @@ public final class Matterport3D: PanoramaSource {
             throw DatasetError(file: location, "panorama index \(index) is outside the \(split) split (\(count) panoramas)")
         }
         let record = records[index]
-        let cameras = try viewCameras(views, yawOffset: yawOffset)
+        let yaws = views.yaws(offset: yawOffset)
+        let layout = try views.layout(yawOffset: yawOffset)
         // Captions first: they are cheap, and a missing one should fail before any decoding.
-        let prompts = try cameras.yaws.map { yaw in
+        let prompts = try yaws.map { yaw in
             views.promptPrefix + (try caption(at: index, degree: captionDegree(forYaw: yaw)))
         }
-        let images = try withNoGrad { try renderViews(index: index, rotations: cameras.rotations) }
-        return MultiViewSample(panoramaID: record.identifier, index: index, yawOffset: yawOffset, yaws: cameras.yaws,
-                               images: images, intrinsics: cameras.intrinsics, rotations: cameras.rotations,
+        let images = try withNoGrad { try renderViews(index: index, rotations: layout.rotationsTensor()) }
+        return MultiViewSample(panoramaID: record.identifier, index: index, yawOffset: yawOffset, yaws: yaws,
+                               images: images, layout: layout,
                                prompts: prompts)
     }
 

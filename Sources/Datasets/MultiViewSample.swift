@@ -55,6 +55,15 @@ public struct ViewOptions: Hashable, Sendable, Codable {
 
     public var camera: PinholeCamera { PinholeCamera(fov: fov, size: resolution) }
 
+    /// The views' cameras with every yaw shifted by `yawOffset` degrees, rounded to float32 as the
+    /// latent cache stores them (a sample and its cached entry then have equal layouts).
+    public func layout(yawOffset: Double) throws -> ViewLayout {
+        try ViewLayout(camera: camera, yaws: yaws(offset: yawOffset)).float32Rounded
+    }
+
+    /// Each view's yaw in degrees, in [0, 360).
+    public func yaws(offset: Double) -> [Double] { (0..<count).map { yaw(view: $0, offset: offset) } }
+
     /// Yaw of view i in degrees, in [0, 360).
     public func yaw(view i: Int, offset: Double) -> Double {
         let yaw = (offset + yawStep * Double(i)).truncatingRemainder(dividingBy: 360)
@@ -74,40 +83,27 @@ public struct MultiViewSample: @unchecked Sendable {
     public let yaws: [Double]
     /// `[V, 3, H, W]` float32 in [−1, 1] (x / 127.5 − 1, as MVDiffusion feeds the VAE).
     public let images: Tensor
-    /// `[V, 3, 3]` float32 intrinsics (the same K for every view).
-    public let intrinsics: Tensor
-    /// `[V, 3, 3]` float32 camera-to-world rotations R = Ry(yaw).
-    public let rotations: Tensor
+    /// The views' cameras: K (the same for every view) and camera-to-world R = Ry(yaw).
+    public let layout: ViewLayout
     /// One prompt per view: prefix + caption of the nearest 45°.
     public let prompts: [String]
 
     public init(panoramaID: String, index: Int, yawOffset: Double, yaws: [Double], images: Tensor,
-                intrinsics: Tensor, rotations: Tensor, prompts: [String]) {
+                layout: ViewLayout, prompts: [String]) {
         self.panoramaID = panoramaID
         self.index = index
         self.yawOffset = yawOffset
         self.yaws = yaws
         self.images = images
-        self.intrinsics = intrinsics
-        self.rotations = rotations
+        self.layout = layout
         self.prompts = prompts
     }
 
-    /// Stacks samples into a batch: images `[B, V, 3, H, W]`, K and R `[B, V, 3, 3]`, prompts `[B][V]`.
+    /// Stacks samples into a batch: images `[B, V, 3, H, W]`, layouts `[B]`, prompts `[B][V]`.
     public static func collate(_ samples: [MultiViewSample]) throws
-        -> (images: Tensor, intrinsics: Tensor, rotations: Tensor, prompts: [[String]]) {
-        (try Tensor.stack(samples.map(\.images)), try Tensor.stack(samples.map(\.intrinsics)),
-         try Tensor.stack(samples.map(\.rotations)), samples.map(\.prompts))
+        -> (images: Tensor, layouts: [ViewLayout], prompts: [[String]]) {
+        (try Tensor.stack(samples.map(\.images)), samples.map(\.layout), samples.map(\.prompts))
     }
-}
-
-/// Cameras of a panorama's views: K `[V, 3, 3]` and R `[V, 3, 3]` (float32), yaws in degrees.
-public func viewCameras(_ options: ViewOptions, yawOffset: Double) throws
-    -> (intrinsics: Tensor, rotations: Tensor, yaws: [Double]) {
-    let yaws = (0..<options.count).map { options.yaw(view: $0, offset: yawOffset) }
-    let k = try options.camera.intrinsics().unsqueeze(0).expand([options.count, 3, 3]).contiguous()
-    let r = try Orientation.matrices(yaws.map { Orientation(yaw: $0) })
-    return (k, r, yaws)
 }
 
 /// The caption angle MVDiffusion pairs with a view yaw: the nearest multiple of 45° (NumPy's

@@ -2,7 +2,7 @@ import Foundation
 import StableDiffusion
 import Torch
 
-/// CLIP score as torchmetrics defines it (`torchmetrics.multimodal.CLIPScore`, REFERENCE.md §5):
+/// CLIP score as torchmetrics defines it (`torchmetrics.multimodal.CLIPScore`, docs/metrics.md#clip-score):
 /// per image–prompt pair 100·cos(image embedding, text embedding), averaged, and the average
 /// clamped at 0. Default model: openai/clip-vit-large-patch14 (a transformers `CLIPModel` folder
 /// with its tokenizer and `preprocessor_config.json`).

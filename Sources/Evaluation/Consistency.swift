@@ -2,7 +2,7 @@ import Foundation
 import Geometry
 import Torch
 
-/// Multi-view consistency as MVDiffusion reports it (REFERENCE.md §2, §5): the PSNR of the overlap
+/// Multi-view consistency as MVDiffusion reports it (docs/metrics.md#consistency-psnr): the PSNR of the overlap
 /// of neighbouring views, and its ratio to the same number on ground-truth views.
 ///
 /// Protocol, per scene of V views with intrinsics K and camera-to-world rotations R:

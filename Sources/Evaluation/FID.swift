@@ -2,7 +2,7 @@ import Foundation
 import Torch
 
 /// Mean and covariance of Inception features, in float64 (fp32 statistics make FID depend on the
-/// batch size — REFERENCE.md §5).
+/// batch size — docs/metrics.md#fid).
 public struct FeatureStatistics {
     /// `[D]`
     public let mean: Tensor

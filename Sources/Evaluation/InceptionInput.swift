@@ -1,7 +1,7 @@
 import Torch
 
 /// How images reach the Inception network's 299×299 input. The choice shifts FID by several points
-/// (REFERENCE.md §5), so it is recorded with every statistic.
+/// (docs/metrics.md#inception-input), so it is recorded with every statistic.
 public enum InceptionResize: String, CaseIterable, Sendable {
     /// torch-fidelity / TF1: bilinear without half-pixel offset on [0, 255], then (x − 128) / 128.
     case tf1

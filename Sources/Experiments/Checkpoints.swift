@@ -42,7 +42,7 @@ public struct CheckpointStore: Sendable {
     public func save(state: TrainingState, weights: [String: Tensor], optimizer: OptimizerState,
                      rng: [String: Tensor], metadata: [String: String] = [:]) throws -> URL {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let name = String(format: "step-%08d", state.step)
+        let name = Self.folderName(step: state.step)
         let final = directory.appendingPathComponent(name)
         let staging = directory.appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
         do {
@@ -62,6 +62,22 @@ public struct CheckpointStore: Sendable {
         }
         try writeAtomically(to: directory.appendingPathComponent("latest")) { try Data(name.utf8).write(to: $0) }
         return final
+    }
+
+    static func folderName(step: Int) -> String { String(format: "step-%08d", step) }
+
+    /// The folder of the checkpoint at `step` (which may not exist).
+    public func folder(step: Int) -> URL { directory.appendingPathComponent(Self.folderName(step: step)) }
+
+    /// The steps of every complete checkpoint, ascending.
+    public func steps() throws -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("step-"), let step = Int(name.dropFirst(5)),
+                  FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).appendingPathComponent("state.json").path)
+            else { return nil }
+            return step
+        }.sorted()
     }
 
     /// The checkpoint `latest` names, or nil when the run has none yet.

@@ -60,11 +60,13 @@ public final class ConfigSection {
 
     public func double(_ key: String, default value: Double? = nil) throws -> Double? {
         guard let v = raw(key) else { return value }
-        if let d = v as? Double { return d }
-        if let i = v as? Int { return Double(i) }
+        var number: Double?
+        if let d = v as? Double { number = d } else if let i = v as? Int { number = Double(i) }
         // YAML 1.1 reads 2e-4 (no dot) as a string; accept any number spelled as text.
-        if let s = v as? String, let d = Double(s) { return d }
-        throw typeError(key, "a number", v)
+        else if let s = v as? String { number = Double(s) }
+        guard let number else { throw typeError(key, "a number", v) }
+        guard number.isFinite else { throw typeError(key, "a finite number", v) }
+        return number
     }
 
     public func double(_ key: String, default value: Double) throws -> Double { try double(key, default: Optional(value))! }
@@ -89,14 +91,40 @@ public final class ConfigSection {
         return s
     }
 
-    /// One of `choices`.
-    public func choice(_ key: String, _ choices: [String], default value: String) throws -> String {
-        let s = try string(key, default: value)!
-        guard choices.contains(s) else {
+    /// One of a closed set of values; the error lists them.
+    public func choice<Choice: ConfigChoice>(_ key: String, default value: Choice) throws -> Choice {
+        let s = try string(key, default: value.rawValue)!
+        guard let choice = Choice(rawValue: s) else {
             throw ConfigError(file: file, key: keyPath(key),
-                              message: "'\(s)' is not one of \(choices.joined(separator: ", "))")
+                              message: "'\(s)' is not one of \(Choice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        return s
+        return choice
+    }
+
+    /// A positive integer (a multiple of `multipleOf`).
+    public func positive(_ key: String, default value: Int, multipleOf: Int = 1) throws -> Int {
+        let v = try int(key, default: value)
+        guard v > 0, v % multipleOf == 0 else {
+            throw ConfigError(file: file, key: keyPath(key),
+                              message: multipleOf > 1 ? "must be a positive multiple of \(multipleOf), got \(v)"
+                                                      : "must be positive, got \(v)")
+        }
+        return v
+    }
+
+    /// A positive, finite number.
+    public func positiveDouble(_ key: String, default value: Double) throws -> Double {
+        let v = try double(key, default: value)
+        guard v > 0 else { throw ConfigError(file: file, key: keyPath(key), message: "must be positive, got \(v)") }
+        return v
+    }
+
+    /// Fails when any of `keys` is present: keys that the section's other values make meaningless
+    /// (an AdamW setting with SGD) are refused rather than silently ignored.
+    public func reject(_ keys: [String], because reason: String) throws {
+        for key in keys where values[key] != nil {
+            throw ConfigError(file: file, key: keyPath(key), message: reason)
+        }
     }
 
     public func doubles(_ key: String, count: Int, default value: [Double]) throws -> [Double] {

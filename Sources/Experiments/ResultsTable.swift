@@ -3,7 +3,7 @@ import Torch
 
 /// The paper's Table I: FID ↓, IS ↑, CS ↑, consistency (overlap PSNR ↑ and its ratio to ground
 /// truth ↑) and US ↑ (user score), for this project's evaluated systems from the run registry and
-/// the published rows of the seed paper and MVDiffusion (REFERENCE.md §1, §2) beside them. A value
+/// the published rows of the seed paper and MVDiffusion (docs/metrics.md#published-numbers) beside them. A value
 /// that is missing prints as "—" with a footnote giving the reason; a value with a caveat (e.g. FID
 /// from too few images) carries a footnote too.
 public struct ResultsTable: Equatable, Sendable {
@@ -95,7 +95,7 @@ public struct ResultsTable: Equatable, Sendable {
 
     // MARK: Published numbers
 
-    /// REFERENCE.md §1 (the seed paper's Table I) and §2 (MVDiffusion's Table 1, its consistency
+    /// docs/metrics.md#published-numbers (the seed paper's Table I; MVDiffusion's Table 1, its consistency
     /// numbers, and a re-evaluation of its released checkpoint).
     public static let published: [Row] = {
         let notReported = "not reported in that paper"
@@ -120,7 +120,7 @@ public struct ResultsTable: Equatable, Sendable {
             row("MVDiffusion", mvd, [.fid: 21.44, .inceptionScore: 7.32, .clipScore: 30.04,
                                      .consistencyPSNR: 25.4, .consistencyRatio: 0.67]),
             row("ground truth", mvd, [.consistencyPSNR: 37.7, .consistencyRatio: 1.0]),
-            row("MVDiffusion, released checkpoint", "published: re-evaluation with torchmetrics defaults (REFERENCE.md §2)",
+            row("MVDiffusion, released checkpoint", "published: re-evaluation with torchmetrics defaults (docs/metrics.md#published-numbers)",
                 [.fid: 19.47, .inceptionScore: 7.40, .clipScore: 24.70, .consistencyPSNR: 24.25]),
         ]
     }()

@@ -1,27 +1,84 @@
 import Foundation
+import Geometry
 import Torch
 
-/// A training run as `experiments/<name>.yaml` describes it. Every default is MVDiffusion's setting
-/// (REFERENCE.md §2) unless the smoke config overrides it.
-public struct RunConfig: Codable, Equatable, Sendable {
-    public struct Model: Codable, Equatable, Sendable {
-        /// A diffusers model folder (SD 2-base for the paper setup).
-        public var base: String
-        /// float32 (the paper), float16 or bfloat16 for the frozen weights.
-        public var dtype: String = "float32"
+/// A training run as `experiments/<name>.yaml` describes it, decoded once into types: every choice
+/// is an enum, every accepted key is used, and an error names the file, the key and the allowed
+/// values. Every default is MVDiffusion's setting (docs/models.md, MVDiffusion training) unless the
+/// smoke config overrides it. Stored with the run as canonical JSON (`json()`), which `parse` reads
+/// back (JSON is YAML), so a stored config and a config file go through the same checks.
+public struct RunConfig: Encodable, Equatable, Sendable {
+    /// What `backdrop train` trains.
+    public enum Task: String, ConfigChoice {
+        /// Correspondence-aware attention on a frozen text-to-image model (the paper's method).
+        case caa
     }
 
-    public struct Dataset: Codable, Equatable, Sendable {
-        /// `synthrooms`, `matterport3d` (MVDiffusion's mp3d_skybox layout) or `panfusion`.
-        public var kind: String = "matterport3d"
+    /// The dtype of the frozen weights.
+    public enum WeightDType: String, ConfigChoice {
+        case float32, float16, bfloat16
+
+        public var dtype: DType {
+            switch self {
+            case .float32: .float32
+            case .float16: .float16
+            case .bfloat16: .bfloat16
+            }
+        }
+    }
+
+    public enum Precision: String, ConfigChoice {
+        case fp32
+        /// bfloat16 autocast of the UNet forward where the device supports it.
+        case bf16
+    }
+
+    public enum DatasetKind: String, ConfigChoice {
+        case synthrooms, matterport3d, panfusion
+    }
+
+    public enum Split: String, ConfigChoice {
+        case train, test
+    }
+
+    public enum YawOffset: String, ConfigChoice {
+        /// A fresh random offset in [0, 360) per panorama and epoch (training).
+        case random
+        /// Every panorama at offset 0 (testing).
+        case zero
+    }
+
+    public enum OptimizerName: String, ConfigChoice {
+        case adamw, sgd
+    }
+
+    public enum ScheduleKind: String, ConfigChoice {
+        case cosine, constant
+        case warmupCosine = "warmup_cosine"
+    }
+
+    public enum ScheduleInterval: String, ConfigChoice {
+        /// Stepped once per epoch (MVDiffusion).
+        case epoch
+        case step
+    }
+
+    public struct Model: Encodable, Equatable, Sendable {
+        /// A diffusers model folder (SD 2-base for the paper setup).
+        public var base: String
+        public var dtype: WeightDType = .float32
+    }
+
+    public struct Dataset: Encodable, Equatable, Sendable {
+        public var kind: DatasetKind = .matterport3d
         public var root: String
-        public var split: String = "train"
+        public var split: Split = .train
         /// Pixels per view side.
         public var resolution: Int = 512
         public var views: Int = 8
+        /// Horizontal field of view of each view, degrees.
         public var fov: Double = 90
-        /// `random` (training, [0, 360)) or `zero` (test).
-        public var yawOffset: String = "random"
+        public var yawOffset: YawOffset = .random
         public var promptPrefix: String = "This is one view of a scene. "
         /// HDF5 latent cache; encoded on the fly when absent.
         public var latentCache: String?
@@ -30,32 +87,68 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var skipBad: Bool = false
     }
 
-    public struct CAA: Codable, Equatable, Sendable {
+    public struct CAA: Encodable, Equatable, Sendable {
         /// `ring` (the released code: i−1, i+1) or `all` (the paper).
-        public var neighbours: String = "ring"
+        public var neighbours: NeighbourSet = .ring
         /// nil reproduces the released positional-encoding frequencies (checkpoint compatible).
         public var peMaxFrequency: Double?
     }
 
-    public struct Optimizer: Codable, Equatable, Sendable {
-        public var name: String = "adamw"
+    public struct Optimizer: Encodable, Equatable, Sendable {
+        public var name: OptimizerName = .adamw
         public var lr: Double = 2e-4
+        /// AdamW only.
         public var betas: [Double] = [0.9, 0.999]
+        /// AdamW only.
         public var eps: Double = 1e-8
+        /// Decoupled for AdamW, L2 for SGD (as in PyTorch).
         public var weightDecay: Double = 0.01
+        /// SGD only.
+        public var momentum: Double = 0
+
+        enum CodingKeys: String, CodingKey { case name, lr, betas, eps, weightDecay, momentum }
+
+        /// Only the keys of the chosen optimizer, so the stored JSON parses back.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(lr, forKey: .lr)
+            try c.encode(weightDecay, forKey: .weightDecay)
+            switch name {
+            case .adamw:
+                try c.encode(betas, forKey: .betas)
+                try c.encode(eps, forKey: .eps)
+            case .sgd:
+                try c.encode(momentum, forKey: .momentum)
+            }
+        }
     }
 
-    public struct Schedule: Codable, Equatable, Sendable {
-        /// `cosine`, `constant` or `warmup_cosine`.
-        public var kind: String = "cosine"
+    public struct Schedule: Encodable, Equatable, Sendable {
+        public var kind: ScheduleKind = .cosine
         public var etaMin: Double = 1e-7
-        /// `epoch` (MVDiffusion) or `step`.
-        public var interval: String = "epoch"
+        public var interval: ScheduleInterval = .epoch
+        /// `warmup_cosine` only.
         public var warmupSteps: Int = 0
+        /// `warmup_cosine` only.
         public var warmupStartFactor: Double = 0.1
+
+        enum CodingKeys: String, CodingKey { case kind, etaMin, interval, warmupSteps, warmupStartFactor }
+
+        /// Only the keys of the chosen kind, so the stored JSON parses back.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(kind, forKey: .kind)
+            try c.encode(etaMin, forKey: .etaMin)
+            try c.encode(interval, forKey: .interval)
+            if kind == .warmupCosine {
+                try c.encode(warmupSteps, forKey: .warmupSteps)
+                try c.encode(warmupStartFactor, forKey: .warmupStartFactor)
+            }
+        }
     }
 
-    public struct Training: Codable, Equatable, Sendable {
+    public struct Training: Encodable, Equatable, Sendable {
         public var epochs: Int = 10
         /// Stops early after this many optimiser steps when set.
         public var maxSteps: Int?
@@ -63,16 +156,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var batchSize: Int = 1
         public var gradientAccumulation: Int = 1
         public var gradientCheckpointing: Bool = false
-        /// `fp32` or `bf16` (autocast where the device supports it).
-        public var precision: String = "fp32"
+        public var precision: Precision = .fp32
         public var seed: Int = 0
         public var checkpointEvery: Int = 1000
+        /// A metric row (loss, learning rate, speed) goes to the registry every this many steps, and
+        /// at the last step (Lightning's `log_every_n_steps`).
         public var logEvery: Int = 10
-        public var device: String = "best"
+        public var device: DeviceChoice = .best
     }
 
     /// What `backdrop eval` needs beyond the run (section `evaluation`, optional).
-    public struct Evaluation: Codable, Equatable, Sendable {
+    public struct Evaluation: Encodable, Equatable, Sendable {
         /// A transformers `CLIPModel` folder for the CLIP score; without one CS is "not configured".
         public var clipModel: String?
         /// FID Inception weights; default: the NVIDIA archive `make setup` fetches.
@@ -80,6 +174,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 
     public var name: String
+    public var task: Task = .caa
     public var model: Model
     public var dataset: Dataset
     public var caa: CAA
@@ -87,7 +182,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var schedule: Schedule
     public var training: Training
     public var outputDir: String
-    /// nil when the config has no `evaluation` section (so older configs' JSON is unchanged).
+    /// nil when the config has no `evaluation` section.
     public var evaluation: Evaluation? = nil
 
     /// Reads and validates a config file; errors name the file and the key.
@@ -104,73 +199,87 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public static func parse(yaml: String, file: String, defaultName: String = "run") throws -> RunConfig {
         let root = try ConfigSection.parse(yaml: yaml, file: file)
         let name = try root.string("name", default: defaultName)!
+        let task = try root.choice("task", default: Task.caa)
 
         let m = try root.section("model")
-        let model = Model(base: try m.requiredString("base"),
-                          dtype: try m.choice("dtype", ["float32", "float16", "bfloat16"], default: "float32"))
+        let model = Model(base: try m.requiredString("base"), dtype: try m.choice("dtype", default: WeightDType.float32))
         try m.finish()
 
         let d = try root.section("dataset")
-        var dataset = Dataset(root: "")
-        dataset.kind = try d.choice("kind", ["synthrooms", "matterport3d", "panfusion"], default: dataset.kind)
-        dataset.root = try d.requiredString("root")
-        dataset.split = try d.choice("split", ["train", "test"], default: dataset.split)
-        dataset.resolution = try positive(d, "resolution", dataset.resolution, multipleOf: 8)
-        dataset.views = try positive(d, "views", dataset.views)
+        var dataset = Dataset(root: try d.requiredString("root"))
+        dataset.kind = try d.choice("kind", default: dataset.kind)
+        dataset.split = try d.choice("split", default: dataset.split)
+        dataset.resolution = try d.positive("resolution", default: dataset.resolution, multipleOf: 8)
+        dataset.views = try d.positive("views", default: dataset.views)
         dataset.fov = try d.double("fov", default: dataset.fov)
-        dataset.yawOffset = try d.choice("yaw_offset", ["random", "zero"], default: dataset.yawOffset)
-        dataset.promptPrefix = try d.string("prompt_prefix", default: dataset.promptPrefix)!
-        dataset.latentCache = try d.string("latent_cache")
-        dataset.cacheOffsets = try positive(d, "cache_offsets", dataset.cacheOffsets)
-        dataset.skipBad = try d.bool("skip_bad", default: dataset.skipBad)
-        try d.finish()
-        guard dataset.fov > 0, dataset.fov < 180 else {
+        do { try PinholeCamera.validate(fov: dataset.fov) } catch {
             throw ConfigError(file: file, key: "dataset.fov", message: "must lie in (0, 180) degrees, got \(dataset.fov)")
         }
+        dataset.yawOffset = try d.choice("yaw_offset", default: dataset.yawOffset)
+        dataset.promptPrefix = try d.string("prompt_prefix", default: dataset.promptPrefix)!
+        dataset.latentCache = try d.string("latent_cache")
+        dataset.cacheOffsets = try d.positive("cache_offsets", default: dataset.cacheOffsets)
+        dataset.skipBad = try d.bool("skip_bad", default: dataset.skipBad)
+        try d.finish()
 
         let c = try root.section("caa")
         var caa = CAA()
-        caa.neighbours = try c.choice("neighbours", ["ring", "all"], default: caa.neighbours)
+        caa.neighbours = try c.choice("neighbours", default: caa.neighbours)
         caa.peMaxFrequency = try c.double("pe_max_frequency")
+        if let f = caa.peMaxFrequency, !(f.isFinite && f > 0) {
+            throw ConfigError(file: file, key: "caa.pe_max_frequency", message: "must be a positive number, got \(f)")
+        }
         try c.finish()
 
         let o = try root.section("optimizer")
         var optimizer = Optimizer()
-        optimizer.name = try o.choice("name", ["adamw", "sgd"], default: optimizer.name)
-        optimizer.lr = try o.double("lr", default: optimizer.lr)
-        optimizer.betas = try o.doubles("betas", count: 2, default: optimizer.betas)
-        optimizer.eps = try o.double("eps", default: optimizer.eps)
-        optimizer.weightDecay = try o.double("weight_decay", default: optimizer.weightDecay)
+        optimizer.name = try o.choice("name", default: optimizer.name)
+        optimizer.lr = try o.positiveDouble("lr", default: optimizer.lr)
+        // PyTorch's defaults: AdamW decays by 0.01, SGD not at all.
+        optimizer.weightDecay = try o.double("weight_decay", default: optimizer.name == .sgd ? 0 : optimizer.weightDecay)
+        switch optimizer.name {
+        case .adamw:
+            optimizer.betas = try o.doubles("betas", count: 2, default: optimizer.betas)
+            optimizer.eps = try o.positiveDouble("eps", default: optimizer.eps)
+            try o.reject(["momentum"], because: "applies to optimizer sgd only")
+        case .sgd:
+            optimizer.momentum = try o.double("momentum", default: optimizer.momentum)
+            try o.reject(["betas", "eps"], because: "applies to optimizer adamw only")
+        }
         try o.finish()
-        guard optimizer.lr > 0 else { throw ConfigError(file: file, key: "optimizer.lr", message: "must be positive") }
 
         let s = try root.section("schedule")
         var schedule = Schedule()
-        schedule.kind = try s.choice("kind", ["cosine", "constant", "warmup_cosine"], default: schedule.kind)
+        schedule.kind = try s.choice("kind", default: schedule.kind)
         schedule.etaMin = try s.double("eta_min", default: schedule.etaMin)
-        schedule.interval = try s.choice("interval", ["epoch", "step"], default: schedule.interval)
-        schedule.warmupSteps = try s.int("warmup_steps", default: schedule.warmupSteps)
-        schedule.warmupStartFactor = try s.double("warmup_start_factor", default: schedule.warmupStartFactor)
+        schedule.interval = try s.choice("interval", default: schedule.interval)
+        if schedule.kind == .warmupCosine {
+            schedule.warmupSteps = try s.int("warmup_steps", default: schedule.warmupSteps)
+            schedule.warmupStartFactor = try s.double("warmup_start_factor", default: schedule.warmupStartFactor)
+        } else {
+            try s.reject(["warmup_steps", "warmup_start_factor"], because: "applies to schedule kind warmup_cosine only")
+        }
         try s.finish()
 
         let t = try root.section("training")
         var training = Training()
-        training.epochs = try positive(t, "epochs", training.epochs)
+        training.epochs = try t.positive("epochs", default: training.epochs)
         training.maxSteps = try t.int("max_steps")
-        training.batchSize = try positive(t, "batch_size", training.batchSize)
-        training.gradientAccumulation = try positive(t, "gradient_accumulation", training.gradientAccumulation)
+        if let steps = training.maxSteps, steps < 1 {
+            throw ConfigError(file: file, key: "training.max_steps", message: "must be positive, got \(steps)")
+        }
+        training.batchSize = try t.positive("batch_size", default: training.batchSize)
+        training.gradientAccumulation = try t.positive("gradient_accumulation", default: training.gradientAccumulation)
         training.gradientCheckpointing = try t.bool("gradient_checkpointing", default: training.gradientCheckpointing)
-        training.precision = try t.choice("precision", ["fp32", "bf16"], default: training.precision)
+        training.precision = try t.choice("precision", default: training.precision)
         training.seed = try t.int("seed", default: training.seed)
-        training.checkpointEvery = try positive(t, "checkpoint_every", training.checkpointEvery)
-        training.logEvery = try positive(t, "log_every", training.logEvery)
-        training.device = try t.string("device", default: training.device)!
-        try t.finish()
-        do {
-            _ = try Device(parsing: training.device)
-        } catch {
+        training.checkpointEvery = try t.positive("checkpoint_every", default: training.checkpointEvery)
+        training.logEvery = try t.positive("log_every", default: training.logEvery)
+        let device = try t.string("device", default: training.device.description)!
+        do { training.device = try DeviceChoice(parsing: device) } catch {
             throw ConfigError(file: file, key: "training.device", message: "\(error)")
         }
+        try t.finish()
 
         let e = try root.section("evaluation")
         let evaluation = Evaluation(clipModel: try e.string("clip_model"), inceptionWeights: try e.string("inception_weights"))
@@ -178,19 +287,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
         let outputDir = try root.string("output_dir", default: "results/runs/\(name)")!
         try root.finish()
-        return RunConfig(name: name, model: model, dataset: dataset, caa: caa, optimizer: optimizer,
+        return RunConfig(name: name, task: task, model: model, dataset: dataset, caa: caa, optimizer: optimizer,
                          schedule: schedule, training: training, outputDir: outputDir,
                          evaluation: evaluation == Evaluation() ? nil : evaluation)
-    }
-
-    private static func positive(_ section: ConfigSection, _ key: String, _ value: Int, multipleOf: Int = 1) throws -> Int {
-        let v = try section.int(key, default: value)
-        guard v > 0, v % multipleOf == 0 else {
-            throw ConfigError(file: section.file, key: section.keyPath(key),
-                              message: multipleOf > 1 ? "must be a positive multiple of \(multipleOf), got \(v)"
-                                                      : "must be positive, got \(v)")
-        }
-        return v
     }
 
     /// The config with every default filled in, as canonical JSON (stored with the run).
@@ -201,3 +300,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 }
+
+/// A closed set of values a config key accepts, spelled as its raw value in YAML and JSON.
+public protocol ConfigChoice: RawRepresentable, CaseIterable, Encodable, Equatable, Sendable where RawValue == String {}
+
+extension NeighbourSet: ConfigChoice {}

@@ -17,6 +17,16 @@ public struct PinholeCamera: Hashable, Sendable, Codable, CustomStringConvertibl
         self.height = height
     }
 
+    /// Checks a horizontal field of view in degrees: a pinhole camera sees less than a half-space.
+    /// The one check of every FOV a user gives (configs, commands, the tracker).
+    @discardableResult
+    public static func validate(fov: Double) throws -> Double {
+        guard fov.isFinite, fov > 0, fov < 180 else {
+            throw TorchError("a field of view must lie in (0, 180) degrees, got \(fov)")
+        }
+        return fov
+    }
+
     /// A square camera (MVDiffusion's views: `PinholeCamera(fov: 90, size: 512)`).
     public init(fov: Double = 90, size: Int) { self.init(fov: fov, width: size, height: size) }
 

@@ -2,7 +2,7 @@ import Foundation
 import Torch
 
 /// The six faces of a Matterport3D skybox, in file order (`<pano>_skybox<i>_sami.jpg`), with
-/// MVDiffusion's orientations (REFERENCE.md §3, `vx`/`vy` in its Matterport3D loader): each face is
+/// MVDiffusion's orientations (docs/datasets.md#cube-faces, `vx`/`vy` in its Matterport3D loader): each face is
 /// a 90° square view with rotation R = Ry(yaw) · Rx(pitch).
 public enum CubeFace: Int, CaseIterable, Sendable {
     case up = 0, left = 1, front = 2, right = 3, back = 4, down = 5

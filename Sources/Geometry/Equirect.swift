@@ -3,13 +3,13 @@ import Torch
 
 /// Equirectangular panoramas.
 ///
-/// Pixel mapping (REFERENCE.md §6, with the latitude sign written for our y-down world axes):
+/// Pixel mapping (docs/datasets.md#equirectangular-panoramas, with the latitude sign written for our y-down world axes):
 ///
 ///     longitude u = atan2(x, z)                 ∈ [−π, π]   0 = forward (+z), positive to the right
 ///     latitude  v = atan2(−y, √(x² + z²))       ∈ [−π/2, π/2], positive up
 ///     column = (u / 2π + 0.5) · W − 0.5,   row = (−v / π + 0.5) · H − 0.5
 ///
-/// REFERENCE writes v = atan2(y, …), which is py360convert's formula for y-UP axes; with the
+/// The common form v = atan2(y, …) is py360convert's formula for y-UP axes; with the
 /// y-down camera axes of MVDiffusion's R (OpenCV convention) that sign would put the ceiling in the
 /// bottom rows, so the latitude here is atan2(−y, …). The result: the centre column looks along
 /// yaw 0, yaw grows to the right (a view at yaw θ is centred on column (θ/360 + 0.5)·W − 0.5, as in

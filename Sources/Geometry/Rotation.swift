@@ -1,7 +1,7 @@
 import Foundation
 import Torch
 
-// One rotation convention for the whole project (MVDiffusion's, REFERENCE.md §2, extended with
+// One rotation convention for the whole project (MVDiffusion's, docs/datasets.md#camera-conventions, extended with
 // pitch and roll the way the call pipeline needs them):
 //
 //   * Camera axes are OpenCV's: x right, y down, z forward. World axes are the camera axes of the
@@ -36,44 +36,40 @@ public struct Orientation: Equatable, Hashable, Sendable, Codable, CustomStringC
         self.roll = roll
     }
 
-    /// R = Ry(yaw) · Rx(pitch) · Rz(roll), row-major, computed in Double.
-    public var matrixValues: [Double] {
+    /// R = Ry(yaw) · Rx(pitch) · Rz(roll), computed in Double.
+    public var rotation: Matrix3 {
         let (y, p, r) = (yaw * .pi / 180, pitch * .pi / 180, roll * .pi / 180)
-        let ry = [cos(y), 0, sin(y), 0, 1, 0, -sin(y), 0, cos(y)]
-        let rx = [1, 0, 0, 0, cos(p), -sin(p), 0, sin(p), cos(p)]
-        let rz = [cos(r), -sin(r), 0, sin(r), cos(r), 0, 0, 0, 1]
-        return Matrix3.multiply(Matrix3.multiply(ry, rx), rz)
+        let ry = Matrix3(SIMD3(cos(y), 0, sin(y)), SIMD3(0, 1, 0), SIMD3(-sin(y), 0, cos(y)))
+        let rx = Matrix3(SIMD3(1, 0, 0), SIMD3(0, cos(p), -sin(p)), SIMD3(0, sin(p), cos(p)))
+        let rz = Matrix3(SIMD3(cos(r), -sin(r), 0), SIMD3(sin(r), cos(r), 0), SIMD3(0, 0, 1))
+        return ry * rx * rz
     }
 
     /// R as a `[3, 3]` tensor.
     public func matrix(dtype: DType = .float32, device: Device = .cpu) throws -> Tensor {
-        try Tensor(matrixValues, shape: [3, 3]).to(dtype: dtype, device: device)
+        try rotation.tensor(dtype: dtype, device: device)
     }
 
-    /// The orientation of a row-major rotation matrix (see the inverse formulas above).
-    public init(matrixValues m: [Double]) throws {
-        guard m.count == 9 else { throw TorchError("Orientation: a 3×3 matrix has 9 values, got \(m.count)") }
-        let sinPitch = max(-1, min(1, -m[5]))
-        let pitch = asin(sinPitch)
+    /// The orientation of a rotation matrix (see the inverse formulas above).
+    public init(rotation m: Matrix3) {
+        let pitch = asin(max(-1, min(1, -m.row1.z)))
         if abs(cos(pitch)) < 1e-9 {
-            self.init(yaw: atan2(-m[6], m[0]) * 180 / .pi, pitch: pitch * 180 / .pi, roll: 0)
+            self.init(yaw: atan2(-m.row2.x, m.row0.x) * 180 / .pi, pitch: pitch * 180 / .pi, roll: 0)
         } else {
-            self.init(yaw: atan2(m[2], m[8]) * 180 / .pi, pitch: pitch * 180 / .pi,
-                      roll: atan2(m[3], m[4]) * 180 / .pi)
+            self.init(yaw: atan2(m.row0.z, m.row2.z) * 180 / .pi, pitch: pitch * 180 / .pi,
+                      roll: atan2(m.row1.x, m.row1.y) * 180 / .pi)
         }
     }
 
     /// The orientation of a `[3, 3]` rotation tensor.
     public init(matrix: Tensor) throws {
-        guard matrix.shape == [3, 3] else { throw TorchError("Orientation: expected a [3, 3] matrix, got \(matrix.shape)") }
-        try self.init(matrixValues: try matrix.toArray(Double.self))
+        self.init(rotation: try Matrix3(matrix))
     }
 
     /// `[N, 3, 3]` matrices of several orientations.
     public static func matrices(_ orientations: [Orientation], dtype: DType = .float32,
                                 device: Device = .cpu) throws -> Tensor {
-        try Tensor(orientations.flatMap(\.matrixValues), shape: [orientations.count, 3, 3])
-            .to(dtype: dtype, device: device)
+        try Matrix3.stack(orientations.map(\.rotation), dtype: dtype, device: device)
     }
 
     public var description: String { String(format: "yaw %.2f° pitch %.2f° roll %.2f°", yaw, pitch, roll) }
@@ -81,7 +77,7 @@ public struct Orientation: Equatable, Hashable, Sendable, Codable, CustomStringC
     /// The angle in degrees of the rotation taking this orientation to `other` (the geodesic
     /// distance on SO(3)), the tracking error measure.
     public func angle(to other: Orientation) -> Double {
-        Matrix3.angle(matrixValues, other.matrixValues)
+        rotation.angle(to: other.rotation)
     }
 }
 
@@ -134,27 +130,5 @@ public enum Rotations {
             }
         }
         return result
-    }
-}
-
-/// Small row-major 3×3 helpers in Double for scalar code paths (cameras, JSON output).
-public enum Matrix3 {
-    public static func multiply(_ a: [Double], _ b: [Double]) -> [Double] {
-        var c = [Double](repeating: 0, count: 9)
-        for i in 0..<3 { for j in 0..<3 { for k in 0..<3 { c[3 * i + j] += a[3 * i + k] * b[3 * k + j] } } }
-        return c
-    }
-
-    public static func transpose(_ a: [Double]) -> [Double] { [a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8]] }
-
-    /// Degrees of the rotation aᵀ·b between two rotation matrices.
-    public static func angle(_ a: [Double], _ b: [Double]) -> Double {
-        let relative = multiply(transpose(a), b)
-        let cosine = max(-1, min(1, (relative[0] + relative[4] + relative[8] - 1) / 2))
-        return acos(cosine) * 180 / .pi
-    }
-
-    public static func apply(_ a: [Double], _ v: [Double]) -> [Double] {
-        (0..<3).map { i in a[3 * i] * v[0] + a[3 * i + 1] * v[1] + a[3 * i + 2] * v[2] }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import StableDiffusion
 import Torch
 
-/// MVDiffusion's correspondence-aware attention block (REFERENCE.md §2), with its checkpoint's key
+/// MVDiffusion's correspondence-aware attention block (docs/models.md#caa), with its checkpoint's key
 /// names (`transformer.attn1.to_q.weight`, …, `transformer.ff.net.2.bias`, `pe.freq_bands`): every
 /// query cell of a view attends to 3×3 bilinear samples around its correspondences in the
 /// neighbouring views, each carrying a sin/cos encoding of its displacement. Output layers start at

@@ -1,20 +1,6 @@
 import Foundation
+import Geometry
 import Torch
-
-/// Which neighbours each view attends to.
-public enum NeighbourSet: String, Sendable, CaseIterable {
-    /// The released MVDiffusion code: views i−1 and i+1 (mod V).
-    case ring
-    /// The paper: every other view.
-    case all
-
-    func of(_ view: Int, views: Int) -> [Int] {
-        switch self {
-        case .ring: [(view - 1 + views) % views, (view + 1) % views]
-        case .all: (0..<views).filter { $0 != view }
-        }
-    }
-}
 
 /// The geometry of correspondence-aware attention for one view layout at one feature resolution,
 /// computed once (in float64) and reused by every block and step at that resolution. For query
@@ -40,17 +26,14 @@ public struct LevelGeometry: @unchecked Sendable {
     /// 1 where the sample lies inside the neighbour's image: `[V, N·9, h, w]`.
     public let mask: Tensor
 
-    /// `K`, `R`: `[V, 3, 3]` intrinsics and camera-to-world rotations of one panorama's views.
-    public init(K: Tensor, R: Tensor, height: Int, width: Int, imageSize: Int, neighbours: NeighbourSet,
-                device: Device = .cpu) throws {
-        let views = try K.size(0)
-        guard K.shape == [views, 3, 3], R.shape == [views, 3, 3], views >= 2 else {
-            throw TorchError("CAA geometry needs K and R of shape [V, 3, 3] with V ≥ 2, got \(K.shape) and \(R.shape)")
-        }
+    /// The geometry of `layout`'s views (intrinsics and camera-to-world rotations of one panorama).
+    public init(layout: ViewLayout, height: Int, width: Int, neighbours: NeighbourSet, device: Device = .cpu) throws {
+        let views = layout.count, imageSize = layout.resolution
+        guard views >= 2 else { throw TorchError("CAA geometry needs at least 2 views, got \(views)") }
         guard height > 0, width > 0, imageSize % height == 0, imageSize >= height else {
             throw TorchError("CAA geometry: image size \(imageSize) is not a multiple of the feature size \(height)")
         }
-        let k = try K.to(dtype: .float64, device: .cpu), r = try R.to(dtype: .float64, device: .cpu)
+        let k = try layout.intrinsicsTensor(dtype: .float64), r = try layout.rotationsTensor(dtype: .float64)
         let s = imageSize / height
         // Query pixels [h, w, 2] as (x, y).
         let xs = try Tensor.arange(0, Double(width), dtype: .float64) * Double(s) + Double(s / 2)
@@ -119,11 +102,18 @@ func project(_ H: Tensor, _ xy: Tensor) throws -> Tensor {
     return try projected.narrow(dim: -1, start: 0, length: 2) / projected.narrow(dim: -1, start: 2, length: 1)
 }
 
-/// Geometry per (layout, resolution), computed on first use. Yaw offsets rotate all views of a
-/// panorama together and leave every R_j⁻¹R_i unchanged, so one entry serves every training
-/// panorama of a layout; the key is built from K and those relative rotations.
+/// Geometry per (layout, resolution, device), computed on first use. Yaw offsets rotate all views of a
+/// panorama together and leave every R_j⁻¹R_i unchanged, so one entry serves every training panorama
+/// of a layout: entries are keyed by the canonical layout (view 0 as the world frame) at 1e-6, which
+/// absorbs float32 camera noise, and computed from the first such layout's canonical form at 1e-9.
 public final class CorrespondenceCache: @unchecked Sendable {
-    private var entries: [String: LevelGeometry] = [:]
+    private struct Key: Hashable {
+        let layout: ViewLayout
+        let height: Int, width: Int
+        let device: Device
+    }
+
+    private var entries: [Key: LevelGeometry] = [:]
     private let lock = NSLock()
     public let neighbours: NeighbourSet
     public let imageSize: Int
@@ -135,45 +125,17 @@ public final class CorrespondenceCache: @unchecked Sendable {
 
     public var count: Int { lock.withLock { entries.count } }
 
-    /// A view layout prepared for lookups: its canonical rotations and cache key. Made once per
-    /// forward pass; each of the nine blocks then only looks its resolution up.
-    public struct Layout: @unchecked Sendable {
-        let K: Tensor
-        /// R₀ᵀ·Rᵢ: view 0 as the world frame.
-        let relative: Tensor
-        let key: String
-    }
-
-    public func layout(K: Tensor, R: Tensor) throws -> Layout {
-        let relative = try relativeRotations(R)
-        return Layout(K: K, relative: relative, key: try layoutKey(K: K, relative: relative))
-    }
-
-    public func geometry(_ layout: Layout, height: Int, width: Int, device: Device) throws -> LevelGeometry {
-        let key = layout.key + "|\(height)x\(width)|\(device)"
+    public func geometry(_ layout: ViewLayout, height: Int, width: Int, device: Device) throws -> LevelGeometry {
+        guard layout.resolution == imageSize else {
+            throw TorchError("CAA geometry: the views are \(layout.resolution) pixels, the model was built for \(imageSize)")
+        }
+        let key = Key(layout: layout.canonical(precision: 1e-6), height: height, width: width, device: device)
         if let hit = lock.withLock({ entries[key] }) { return hit }
-        // Computed from the relative rotations, so the cached values do not depend on which
-        // panorama (which yaw offset) happened to fill the entry.
-        let geometry = try LevelGeometry(K: layout.K, R: layout.relative, height: height, width: width,
-                                         imageSize: imageSize, neighbours: neighbours, device: device)
+        // Computed from the canonical layout, so the cached values do not depend on which panorama
+        // (which yaw offset) happened to fill the entry.
+        let geometry = try LevelGeometry(layout: layout.canonical(), height: height, width: width,
+                                         neighbours: neighbours, device: device)
         lock.withLock { entries[key] = geometry }
         return geometry
-    }
-
-    public func geometry(K: Tensor, R: Tensor, height: Int, width: Int, device: Device) throws -> LevelGeometry {
-        try geometry(layout(K: K, R: R), height: height, width: width, device: device)
-    }
-
-    /// R₀ᵀ·Rᵢ for every view: the layout with view 0 as the world frame, rounded to 1e-9 so that
-    /// panoramas differing only by yaw give the same values.
-    private func relativeRotations(_ R: Tensor) throws -> Tensor {
-        let r = try R.to(dtype: .float64, device: .cpu)
-        let relative = try r.select(dim: 0, index: 0).transpose(0, 1).unsqueeze(0).matmul(r)
-        return try (relative * 1e9).round() / 1e9
-    }
-
-    private func layoutKey(K: Tensor, relative: Tensor) throws -> String {
-        let values = try K.to(dtype: .float64, device: .cpu).toArray(Double.self) + relative.toArray(Double.self)
-        return values.map { String(format: "%.6f", $0) }.joined(separator: ",")
     }
 }

@@ -1,4 +1,6 @@
+import Experiments
 import Foundation
+import Geometry
 import StableDiffusion
 import Torch
 
@@ -19,11 +21,21 @@ public enum DeploymentExport {
         public let unet: URL, vaeDecoder: URL, textEncoder: URL, caa: URL, manifest: URL
     }
 
-    public static func export(model: MultiViewUNet, vae: AutoencoderKL, textEncoder: CLIPTextModel, cameras: ViewCameras,
+    /// A run's checkpoint with its own view layout and base model.
+    public static func export(run: Run, checkpoint selection: Run.CheckpointSelection = .latest, to folder: URL,
+                              options: Options = Options()) throws -> (written: Written, checkpoint: CheckpointStore.Checkpoint) {
+        let pipeline = try StableDiffusionPipeline.load(from: run.baseModel, scheduler: .ddim, device: .cpu)
+        let (model, checkpoint) = try run.trainedModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor, checkpoint: selection)
+        let written = try export(model: model, vae: pipeline.vae, textEncoder: pipeline.textEncoder, layout: run.layout(),
+                                 baseModel: run.baseModel, to: folder, options: options)
+        return (written, checkpoint)
+    }
+
+    public static func export(model: MultiViewUNet, vae: AutoencoderKL, textEncoder: CLIPTextModel, layout: ViewLayout,
                               baseModel: URL, to folder: URL, options: Options = Options()) throws -> Written {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let device = model.unet.conv_in.weight.device
-        let v = cameras.views, b = options.panoramas
+        let v = layout.count, b = options.panoramas
         let latent = model.correspondences.imageSize / 8
         let channels = model.unet.config.in_channels
         let contextWidth = try textEncoder.text_model.final_layer_norm.weight.map { try $0.size(0) } ?? 0
@@ -37,7 +49,7 @@ public enum DeploymentExport {
         model.eval()
         // One untraced call fills the geometry cache, so the trace holds the correspondences as
         // constants instead of recomputing them in every call of the graph.
-        _ = try withNoGrad { try model(latents, timestep: timestep, encoderHiddenStates: context, cameras: cameras) }
+        _ = try withNoGrad { try model(latents, timestep: timestep, encoderHiddenStates: context, layout: layout) }
         let written = Written(unet: folder.appendingPathComponent("unet_multiview.pt"),
                               vaeDecoder: folder.appendingPathComponent("vae_decoder.pt"),
                               textEncoder: folder.appendingPathComponent("text_encoder.pt"),
@@ -45,7 +57,7 @@ public enum DeploymentExport {
                               manifest: folder.appendingPathComponent("manifest.json"))
         try withNoGrad {
             try model.traced(inputs: [latents, timestep, context]) {
-                [try model($0[0], timestep: $0[1], encoderHiddenStates: $0[2], cameras: cameras)]
+                [try model($0[0], timestep: $0[1], encoderHiddenStates: $0[2], layout: layout)]
             }.save(to: written.unet)
             try vae.traced(inputs: [latents.narrow(dim: 0, start: 0, length: v)]) { [try vae.decode($0[0])] }
                 .save(to: written.vaeDecoder)
@@ -58,12 +70,11 @@ public enum DeploymentExport {
             "base_model": baseModel.path,
             "base_model_hash": try ContentHash.of(baseModel),
             "views": v,
-            "fov_degrees": 90,
+            "fov_degrees": layout.camera?.fov ?? NSNull(),
             "view_resolution": model.correspondences.imageSize,
             "neighbours": model.correspondences.neighbours.rawValue,
             "panoramas_per_call": b,
-            "cameras": ["K": try cameras.K.to(dtype: .float64).toArray(Double.self),
-                        "R": try cameras.R.to(dtype: .float64).toArray(Double.self)],
+            "cameras": ["K": layout.intrinsics.flatMap(\.rowMajor), "R": layout.rotations.flatMap(\.rowMajor)],
             "graphs": [
                 "unet_multiview.pt": ["inputs": [["latents", [b * v, channels, latent, latent], "float32"],
                                                  ["timestep", [1], "int64"],

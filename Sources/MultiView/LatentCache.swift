@@ -1,6 +1,8 @@
 import Datasets
 import Experiments
 import Foundation
+import Geometry
+import Support
 import StableDiffusion
 import Torch
 
@@ -29,6 +31,8 @@ public final class LatentCache {
     /// Offsets per panorama (entries = panoramas × this).
     public let offsetsPerPanorama: Int
     public let panoramaCount: Int
+    /// View size in pixels.
+    public let resolution: Int
     let policy: YawPolicy
     let seed: UInt64
 
@@ -39,30 +43,19 @@ public final class LatentCache {
     /// panorama (`.randomSet`), for building the cache and for training (from it or not) alike.
     public static func yawPolicy(for config: RunConfig) -> YawPolicy {
         let d = config.dataset
-        if d.yawOffset == "zero" { return .fixed(0) }
+        if d.yawOffset == .zero { return .fixed(0) }
         return d.latentCache != nil ? .randomSet(count: d.cacheOffsets) : .random
     }
 
-    /// A path of a run config: `$VAR`s expanded, relative paths under `base`.
-    static func resolve(_ p: String, base: URL) -> URL {
-        let expanded = expandEnvironment(p)
-        return expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : base.appendingPathComponent(expanded)
-    }
-
-    /// The run's cache file, or nil when it configures none.
-    public static func url(for config: RunConfig, relativeTo base: URL) -> URL? {
-        config.dataset.latentCache.map { resolve($0, base: base) }
-    }
-
-    /// The attributes a cache for `config` must carry (the model folder is fingerprinted).
-    public static func expectedAttributes(for config: RunConfig, relativeTo base: URL, panoramaCount: Int) throws -> [String: String] {
-        let d = config.dataset
+    /// The attributes a cache for `run` must carry (the model folder is fingerprinted).
+    public static func expectedAttributes(for run: Run, panoramaCount: Int) throws -> [String: String] {
+        let config = run.config, d = config.dataset
         return [
             "code_version": codeVersion,
-            "model_hash": try ContentHash.of(resolve(config.model.base, base: base)),
-            "model_dtype": config.model.dtype,
-            "dataset_kind": d.kind,
-            "split": d.split,
+            "model_hash": try ContentHash.of(run.baseModel),
+            "model_dtype": config.model.dtype.rawValue,
+            "dataset_kind": d.kind.rawValue,
+            "split": d.split.rawValue,
             "panoramas": "\(panoramaCount)",
             "resolution": "\(d.resolution)",
             "views": "\(d.views)",
@@ -75,13 +68,13 @@ public final class LatentCache {
 
     // MARK: Reading
 
-    /// Opens a cache for training `config`, refusing it when any attribute differs from the run's.
-    public convenience init(url: URL, config: RunConfig, relativeTo base: URL, panoramaCount: Int) throws {
+    /// Opens a cache for training `run`, refusing it when any attribute differs from the run's.
+    public convenience init(url: URL, run: Run, panoramaCount: Int) throws {
         try self.init(url: url)
-        let expected = try Self.expectedAttributes(for: config, relativeTo: base, panoramaCount: panoramaCount)
+        let expected = try Self.expectedAttributes(for: run, panoramaCount: panoramaCount)
         for key in expected.keys.sorted() where attributes[key] != expected[key] {
             let cached = attributes[key].map { "'\($0)'" } ?? "absent"
-            throw TorchError("latent cache \(url.path) does not match run \(config.name): attribute '\(key)' is \(cached) " +
+            throw TorchError("latent cache \(url.path) does not match run \(run.config.name): attribute '\(key)' is \(cached) " +
                              "in the cache but '\(expected[key]!)' is expected; rebuild it with `backdrop cache build --config …`")
         }
     }
@@ -101,6 +94,7 @@ public final class LatentCache {
         }
         offsetsPerPanorama = Int(attributes["offsets_per_panorama"] ?? "") ?? 1
         panoramaCount = Int(attributes["panoramas"] ?? "") ?? 0
+        resolution = Int(attributes["resolution"] ?? "") ?? 0
         seed = UInt64(attributes["seed"] ?? "") ?? 0
         policy = Self.parsePolicy(attributes["yaw_policy"] ?? "")
     }
@@ -120,9 +114,8 @@ public final class LatentCache {
         public let logvar: Tensor
         /// `[V, T, D]` float32.
         public let textEmbeddings: Tensor
-        /// `[V, 3, 3]` float32 each.
-        public let intrinsics: Tensor
-        public let rotations: Tensor
+        /// The views' cameras as stored (float32).
+        public let layout: ViewLayout
     }
 
     /// The entry of panorama `index` at `yawOffset` (which must be one of the offsets it was built with).
@@ -140,43 +133,35 @@ public final class LatentCache {
         }
         func rows(_ name: String) throws -> Tensor { try file.read(name, rows: row, count: 1).squeeze(dim: 0) }
         return Entry(index: index, yawOffset: yawOffset, mean: try rows("latent_mean"), logvar: try rows("latent_logvar"),
-                     textEmbeddings: try rows("text_embeddings"), intrinsics: try rows("intrinsics"),
-                     rotations: try rows("rotations"))
+                     textEmbeddings: try rows("text_embeddings"),
+                     layout: try ViewLayout(K: rows("intrinsics"), R: rows("rotations"), resolution: resolution))
     }
 
     // MARK: Building
 
-    /// Encodes every view of every panorama of `config`'s split (each at each of its yaw offsets)
-    /// and writes the cache to `config.dataset.latent_cache` (or `output`): under a temporary name,
+    /// Encodes every view of every panorama of `run`'s split (each at each of its yaw offsets) and
+    /// writes the cache to the config's `dataset.latent_cache` (or `output`): under a temporary name,
     /// renamed into place at the end. Returns the cache's URL.
     @discardableResult
-    public static func build(config: RunConfig, relativeTo base: URL? = nil, output: URL? = nil,
+    public static func build(run: Run, output: URL? = nil,
                              log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> URL {
-        let root = base ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        guard let url = output ?? url(for: config, relativeTo: root) else {
+        let config = run.config
+        guard let url = output ?? run.latentCache else {
             throw TorchError("run \(config.name) configures no dataset.latent_cache and no output was given")
         }
-        let device = try Device(parsing: config.training.device)
-        let folder = try ModelFolder(url: resolve(config.model.base, base: root))
-        let dtype: DType = config.model.dtype == "float16" ? .float16 : config.model.dtype == "bfloat16" ? .bfloat16 : .float32
-        let tokenizer = try CLIPTokenizer(directory: folder.tokenizer)
-        let textEncoder = try CLIPTextModel.load(from: folder.textEncoder, dtype: dtype, device: device)
-        textEncoder.freeze()
-        let vae = try AutoencoderKL.load(from: folder.vae, dtype: dtype, device: device)
-        vae.freeze()
+        let device = config.training.device.resolved
+        let encoders = try FrozenEncoders(run: run, device: device)
+        let (tokenizer, textEncoder, vae) = (encoders.tokenizer, encoders.textEncoder, encoders.vae)
 
         let d = config.dataset
-        let views = ViewOptions(count: d.views, fov: d.fov, yawStep: 360 / Double(d.views), resolution: d.resolution,
-                                promptPrefix: d.promptPrefix)
-        let source = try Matterport3D(root: resolve(d.root, base: root), split: d.split,
-                                      layout: d.kind == "panfusion" ? .stitched : .skybox, views: views)
+        let source = try run.dataset()
         let policy = yawPolicy(for: config)
         let seed = UInt64(config.training.seed)
         let perPanorama = policy.offsets(seed: seed, index: 0).count
         let count = source.count * perPanorama
 
         let writer = try HDF5File(creating: url)
-        var attributes = try expectedAttributes(for: config, relativeTo: root, panoramaCount: source.count)
+        var attributes = try expectedAttributes(for: run, panoramaCount: source.count)
         attributes["offsets_per_panorama"] = "\(perPanorama)"
         for (key, value) in attributes.sorted(by: { $0.key < $1.key }) { try writer.setAttribute(key, value) }
 
@@ -222,8 +207,8 @@ public final class LatentCache {
                 try writer.write("latent_mean", rows: mean, at: row)
                 try writer.write("latent_logvar", rows: logvar, at: row)
                 try writer.write("text_embeddings", rows: text, at: row)
-                try writer.write("intrinsics", rows: sample.intrinsics.to(dtype: .float32).unsqueeze(0), at: row)
-                try writer.write("rotations", rows: sample.rotations.to(dtype: .float32).unsqueeze(0), at: row)
+                try writer.write("intrinsics", rows: sample.layout.intrinsicsTensor().unsqueeze(0), at: row)
+                try writer.write("rotations", rows: sample.layout.rotationsTensor().unsqueeze(0), at: row)
                 try writer.write("panorama_index", rows: try Tensor([Int64(index)]), at: row)
                 try writer.write("yaw_offset", rows: try Tensor([offset]), at: row)
                 try writer.write("valid", rows: try Tensor([Int64(1)]), at: row)

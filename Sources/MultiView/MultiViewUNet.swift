@@ -1,22 +1,7 @@
 import Foundation
+import Geometry
 import StableDiffusion
 import Torch
-
-/// The views of a batch of panoramas and their cameras.
-public struct ViewCameras: @unchecked Sendable {
-    /// `[V, 3, 3]` intrinsics and camera-to-world rotations, shared by every panorama of the batch
-    /// up to a common yaw (which does not change the correspondences).
-    public let K: Tensor
-    public let R: Tensor
-    public var views: Int { K.shape.first ?? 0 }
-
-    public init(K: Tensor, R: Tensor) throws {
-        guard K.rank == 3, K.shape.suffix(2) == [3, 3], R.shape == K.shape else {
-            throw TorchError("cameras need K and R of shape [V, 3, 3], got \(K.shape) and \(R.shape)")
-        }
-        (self.K, self.R) = (K, R)
-    }
-}
 
 /// Stable Diffusion's UNet, frozen, with MVDiffusion's nine CAA blocks at its insertion points:
 /// after each down block (before its downsampler), after the mid block's first resnet, after each
@@ -52,16 +37,36 @@ public final class MultiViewUNet: Module {
         (cp_blocks_encoder + [cp_blocks_mid] + cp_blocks_decoder).flatMap { $0.parameters() }
     }
 
+    /// The nine CAA blocks under their keys in this module, as one module: what checkpoints and
+    /// exports hold, and what `loadCAA` fills.
+    private var caaBlocks: CAABlockSet {
+        CAABlockSet(children: cp_blocks_encoder.enumerated().map { ("cp_blocks_encoder.\($0.offset)", $0.element) }
+            + [("cp_blocks_mid", cp_blocks_mid)]
+            + cp_blocks_decoder.enumerated().map { ("cp_blocks_decoder.\($0.offset)", $0.element) })
+    }
+
     /// The CAA blocks' state (their keys as in this module), as saved in checkpoints and exports.
-    public func caaStateDict() -> [String: Tensor] {
-        stateDict().filter { !$0.key.hasPrefix("unet.") }
+    public func caaStateDict() -> [String: Tensor] { caaBlocks.stateDict() }
+
+    /// Loads CAA weights (keys as `caaStateDict()`: a checkpoint's `weights.safetensors`, an export's
+    /// `caa.safetensors`, `MVDiffusionCheckpoint.caaWeights`). Strict: any missing, unexpected or
+    /// mis-shaped key throws and nothing changes; lenient: what matches loads and the rest is reported.
+    @discardableResult
+    public func loadCAA(_ weights: [String: Tensor], strict: Bool = true) throws -> StateDictReport {
+        do {
+            return try caaBlocks.loadStateDict(weights, strict: strict)
+        } catch {
+            throw TorchError("CAA weights do not fit this model: \(error)")
+        }
     }
 
     /// `sample` `[B·V, 4, h, w]`, `timestep` `[B·V]` or `[B]` (one per panorama) or a scalar,
     /// `context` `[B·V, 77, D]` → the noise prediction `[B·V, 4, h, w]`.
+    /// `layout`: the cameras of each panorama's views (the panoramas of a batch share it up to a
+    /// common yaw, which leaves the correspondences unchanged).
     public func callAsFunction(_ sample: Tensor, timestep: Tensor, encoderHiddenStates context: Tensor,
-                               cameras: ViewCameras) throws -> Tensor {
-        let v = cameras.views
+                               layout: ViewLayout) throws -> Tensor {
+        let v = layout.count
         let bv = try sample.size(0)
         guard v >= 1, bv % v == 0 else {
             throw TorchError("multi-view UNet: batch \(bv) is not a whole number of \(v)-view panoramas")
@@ -69,11 +74,11 @@ public final class MultiViewUNet: Module {
         // One timestep per panorama, repeated for its views.
         var t = timestep.rank == 0 ? try timestep.unsqueeze(0) : timestep
         if try t.size(0) == bv / v, v > 1 { t = try t.repeatInterleaveViews(v) }
-        let hooks = v > 1 ? CAAHooks(model: self, layout: try correspondences.layout(K: cameras.K, R: cameras.R)) : nil
+        let hooks = v > 1 ? CAAHooks(model: self, layout: layout) : nil
         return try unet(sample, timestep: t, encoderHiddenStates: context, hooks: hooks)
     }
 
-    func apply(_ block: CAABlock, _ h: Tensor, _ layout: CorrespondenceCache.Layout) throws -> Tensor {
+    func apply(_ block: CAABlock, _ h: Tensor, _ layout: ViewLayout) throws -> Tensor {
         let geometry = try correspondences.geometry(layout, height: h.size(2), width: h.size(3), device: h.device)
         guard gradientCheckpointing, Autograd.isGradEnabled else { return try block(h, geometry: geometry) }
         return try Autograd.checkpoint([h], parameters: block.parameters()) { [try block($0[0], geometry: geometry)] }[0]
@@ -83,7 +88,7 @@ public final class MultiViewUNet: Module {
 /// Runs the CAA blocks at the UNet's insertion points.
 struct CAAHooks: UNetHooks {
     let model: MultiViewUNet
-    let layout: CorrespondenceCache.Layout
+    let layout: ViewLayout
 
     func afterDownBlock(_ index: Int, _ h: Tensor) throws -> Tensor {
         try model.apply(model.cp_blocks_encoder[index], h, layout)
@@ -100,4 +105,14 @@ extension Tensor {
         let b = try size(0)
         return try unsqueeze(1).expand([b, views]).reshape([b * views])
     }
+}
+
+/// Modules under explicit keys (the CAA blocks of `MultiViewUNet`, without its UNet).
+private final class CAABlockSet: Module {
+    let children: [(String, Module)]
+    init(children: [(String, Module)]) {
+        self.children = children
+        super.init()
+    }
+    override var namedChildren: [(String, Module)] { children }
 }

@@ -1,6 +1,7 @@
-import Datasets
+import Experiments
 import Foundation
 import Geometry
+import Media
 import StableDiffusion
 import Torch
 
@@ -12,28 +13,25 @@ public final class PanoramaGenerator {
     public let pipeline: StableDiffusionPipeline
     /// nil: the baseline (independent views).
     public let model: MultiViewUNet?
-    public let views: ViewOptions
+    /// The views' cameras: a horizon layout of one pinhole camera (the views are stitched by yaw).
+    public let layout: ViewLayout
+    let camera: PinholeCamera
 
-    public init(pipeline: StableDiffusionPipeline, caaWeights: [String: Tensor]?, views: ViewOptions,
-                neighbours: NeighbourSet = .ring) throws {
-        self.pipeline = pipeline
-        self.views = views
-        if let caaWeights {
-            let scale = pipeline.vaeScaleFactor
-            let model = try MultiViewUNet(unet: pipeline.unet, imageSizePerLatent: scale,
-                                          latentSize: views.resolution / scale, neighbours: neighbours)
-            let own = model.caaStateDict()
-            let missing = own.keys.filter { caaWeights[$0] == nil }.sorted()
-            let unexpected = caaWeights.keys.filter { own[$0] == nil }.sorted()
-            guard missing.isEmpty, unexpected.isEmpty else {
-                throw TorchError("CAA weights do not fit this UNet: missing \(missing.prefix(3)), unexpected \(unexpected.prefix(3))")
-            }
-            try withNoGrad { for (key, tensor) in own { try tensor.copy_(from: caaWeights[key]!) } }
-            model.eval()
-            self.model = model
-        } else {
-            model = nil
+    /// `model`: the multi-view UNet over `pipeline.unet` with its CAA weights loaded (`Run.trainedModel`,
+    /// or `MultiViewUNet.loadCAA`), or nil for the baseline.
+    public init(pipeline: StableDiffusionPipeline, model: MultiViewUNet?, layout: ViewLayout) throws {
+        guard let camera = layout.camera else {
+            throw TorchError("panorama: the views need one pinhole camera (MVDiffusion's intrinsics) to be stitched")
         }
+        if let model {
+            guard model.unet === pipeline.unet else { throw TorchError("panorama: the multi-view model must wrap the pipeline's UNet") }
+            guard model.correspondences.imageSize == layout.resolution else {
+                throw TorchError("panorama: the model was built for \(model.correspondences.imageSize)-pixel views, " +
+                                 "the layout has \(layout.resolution)")
+            }
+            model.eval()
+        }
+        (self.pipeline, self.model, self.layout, self.camera) = (pipeline, model, layout, camera)
     }
 
     public struct Result {
@@ -41,21 +39,27 @@ public final class PanoramaGenerator {
         public let views: Tensor
         /// `[3, rows, width]` in [−1, 1].
         public let panorama: Tensor
-        public let intrinsics: Tensor
-        public let rotations: Tensor
-        public let yaws: [Double]
+        public let layout: ViewLayout
+
+        /// `view_<i>.png`, `panorama.png` and `cameras.json` in `folder`.
+        public func write(to folder: URL) throws {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            for i in 0..<views.shape[0] {
+                try Image(tensor: views.select(dim: 0, index: i), range: .signed).write(to: folder.appendingPathComponent("view_\(i).png"))
+            }
+            try Image(tensor: panorama, range: .signed).write(to: folder.appendingPathComponent("panorama.png"))
+            try CamerasFile(layout: layout).write(into: folder)
+        }
     }
 
     /// `prompts`: one for every view, or one per view.
     public func generate(prompts: [String], steps: Int = 50, guidanceScale: Double = 9, seed: UInt64 = 0,
                          canvas: StitchCanvas? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
-        let count = views.count
+        let count = layout.count
         guard prompts.count == 1 || prompts.count == count else {
             throw TorchError("panorama: \(prompts.count) prompts for \(count) views (give one, or one per view)")
         }
         let perView = prompts.count == 1 ? Array(repeating: prompts[0], count: count) : prompts
-        let (k, r, yaws) = try viewCameras(views, yawOffset: 0)
-        let cameras = try ViewCameras(K: k, R: r)
         let device = pipeline.device
         let generator = try Generator(seed: seed)
         let scale = pipeline.vaeScaleFactor
@@ -63,7 +67,7 @@ public final class PanoramaGenerator {
             let guided = guidanceScale > 1
             var context = try pipeline.encode(perView)
             if guided { context = try Tensor.cat([pipeline.encode(Array(repeating: "", count: count)), context]) }
-            var x = try Tensor.randn([count, pipeline.unet.config.in_channels, views.resolution / scale, views.resolution / scale],
+            var x = try Tensor.randn([count, pipeline.unet.config.in_channels, layout.resolution / scale, layout.resolution / scale],
                                      dtype: .float32, generator: generator).to(device: device)
             x = try x * pipeline.scheduler.initNoiseSigma
             try pipeline.scheduler.setTimesteps(steps)
@@ -74,7 +78,7 @@ public final class PanoramaGenerator {
                 let time = try Tensor(scalar: Int64(t)).to(device: device)
                 var prediction: Tensor
                 if let model {
-                    prediction = try model(input, timestep: time, encoderHiddenStates: context.to(dtype: unetType), cameras: cameras)
+                    prediction = try model(input, timestep: time, encoderHiddenStates: context.to(dtype: unetType), layout: layout)
                 } else {
                     prediction = try pipeline.unet(input, timestep: time, encoderHiddenStates: context.to(dtype: unetType))
                 }
@@ -89,13 +93,13 @@ public final class PanoramaGenerator {
             return x
         }
         let images = try pipeline.decode(latents).clamp(min: -1, max: 1)
-        let width = canvas?.width ?? max(views.resolution * 8, 256)
+        let width = canvas?.width ?? max(layout.resolution * 8, 256)
+        let yawStep = 360 / Double(count)
         let target = canvas ?? StitchCanvas(width: width, height: width / 2,
-                                            rows: Self.coveredRows(height: width / 2, fov: views.fov, yawStep: views.yawStep))
-        let panorama = try Equirect.stitch(views: images.to(device: .cpu), camera: views.camera,
-                                           rotations: r, canvas: target, fill: 1).panorama
-        return Result(views: try images.to(device: .cpu), panorama: try panorama.select(dim: 0, index: 0),
-                      intrinsics: k, rotations: r, yaws: yaws)
+                                            rows: Self.coveredRows(height: width / 2, fov: camera.fov, yawStep: yawStep))
+        let panorama = try Equirect.stitch(views: images.to(device: .cpu), camera: camera,
+                                           rotations: layout.rotationsTensor(), canvas: target, fill: 1).panorama
+        return Result(views: try images.to(device: .cpu), panorama: try panorama.select(dim: 0, index: 0), layout: layout)
     }
 
     /// The rows of a `height`-row equirect that pitch-0 views of `fov`, `yawStep` apart, cover in
@@ -105,5 +109,36 @@ public final class PanoramaGenerator {
         let latitude = atan(tan(fov * .pi / 360) * cos(yawStep * .pi / 360))
         let band = Int((Double(height) * latitude / .pi).rounded())
         return max(0, height / 2 - band)..<min(height, height / 2 + band)
+    }
+}
+
+/// Where a panorama's model comes from.
+public enum PanoramaSource {
+    /// A trained run: its base model, view geometry, CAA settings and a checkpoint's weights.
+    case run(Run, Run.CheckpointSelection)
+    /// A diffusers folder, CAA weights (nil: none, the baseline) and the geometry to generate with.
+    case weights(model: URL, caa: URL?, layout: ViewLayout, neighbours: NeighbourSet)
+}
+
+extension PanoramaGenerator {
+    /// Loads the pipeline and (unless `baseline`) the multi-view model of `source`.
+    public static func load(_ source: PanoramaSource, baseline: Bool, device: Device) throws -> PanoramaGenerator {
+        switch source {
+        case let .run(run, selection):
+            let pipeline = try StableDiffusionPipeline.load(from: run.baseModel, scheduler: .ddim, device: device)
+            let model = baseline ? nil
+                : try run.trainedModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor, checkpoint: selection).0
+            return try PanoramaGenerator(pipeline: pipeline, model: model, layout: run.layout())
+        case let .weights(folder, caa, layout, neighbours):
+            let pipeline = try StableDiffusionPipeline.load(from: folder, scheduler: .ddim, device: device)
+            var model: MultiViewUNet?
+            if let caa, !baseline {
+                let scale = pipeline.vaeScaleFactor
+                model = try MultiViewUNet(unet: pipeline.unet, imageSizePerLatent: scale, latentSize: layout.resolution / scale,
+                                          neighbours: neighbours)
+                try model?.loadCAA(SafetensorsFile(url: caa).loadAll())
+            }
+            return try PanoramaGenerator(pipeline: pipeline, model: model, layout: layout)
+        }
     }
 }

@@ -1,6 +1,8 @@
 import Datasets
 import Experiments
 import Foundation
+import Geometry
+import Support
 import StableDiffusion
 import Torch
 
@@ -12,22 +14,22 @@ import Torch
 /// position are saved atomically; `resume` continues from the latest checkpoint so that the
 /// losses of a killed-and-resumed run equal those of an uninterrupted one.
 public final class Trainer {
-    public let config: RunConfig
-    public let runDirectory: URL
+    public let run: Run
+    public var config: RunConfig { run.config }
+    public var runDirectory: URL { run.directory }
     public let device: Device
     let registry: RunRegistry
     let store: CheckpointStore
 
-    let tokenizer: CLIPTokenizer
-    let textEncoder: CLIPTextModel
-    let vae: AutoencoderKL
+    let encoders: FrozenEncoders
+    var vae: AutoencoderKL { encoders.vae }
     let noise: DDPMScheduler
     public let model: MultiViewUNet
     let loader: PanoramaLoader
     /// The run's latent cache when `dataset.latent_cache` names an existing file: latents and prompt
     /// embeddings are read from it instead of running the VAE and the text encoder.
     let cache: LatentCache?
-    let optimizer: AdamW
+    let optimizer: any Optimizer
     let schedule: LRScheduler
     /// Draws timesteps, noise and VAE samples; its state is part of every checkpoint.
     let generator: Generator
@@ -37,68 +39,57 @@ public final class Trainer {
     /// Stops after this many optimiser steps in this process (tests use it to stop mid-run).
     public var stopAfterSteps: Int?
 
-    public init(config: RunConfig, registry: RunRegistry, relativeTo base: URL? = nil) throws {
-        self.config = config
+    public init(run: Run, registry: RunRegistry) throws {
+        self.run = run
+        let config = run.config
         self.registry = registry
-        let root = base ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        func path(_ p: String) -> URL {
-            let expanded = expandEnvironment(p)
-            return expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : root.appendingPathComponent(expanded)
-        }
-        runDirectory = path(config.outputDir)
-        store = CheckpointStore(runDirectory: runDirectory)
-        device = try Device(parsing: config.training.device)
+        store = run.checkpoints
+        device = config.training.device.resolved
         Runtime.seed(UInt64(config.training.seed))
         generator = try Generator(seed: UInt64(config.training.seed), device: .cpu)
 
-        let folder = try ModelFolder(url: path(config.model.base))
-        let dtype: DType = config.model.dtype == "float16" ? .float16 : config.model.dtype == "bfloat16" ? .bfloat16 : .float32
-        tokenizer = try CLIPTokenizer(directory: folder.tokenizer)
-        textEncoder = try CLIPTextModel.load(from: folder.textEncoder, dtype: dtype, device: device)
-        textEncoder.freeze()
-        vae = try AutoencoderKL.load(from: folder.vae, dtype: dtype, device: device)
-        vae.freeze()
-        noise = try DDPMScheduler(directory: folder.scheduler)
-        let unet = try UNet2DConditionModel.load(from: folder.unet, dtype: dtype, device: device)
+        encoders = try FrozenEncoders(run: run, device: device)
+        noise = try DDPMScheduler(directory: encoders.folder.scheduler)
+        let unet = try UNet2DConditionModel.load(from: encoders.folder.unet, dtype: config.model.dtype.dtype, device: device)
 
-        let d = config.dataset
-        let views = ViewOptions(count: d.views, fov: d.fov, yawStep: 360 / Double(d.views), resolution: d.resolution,
-                                promptPrefix: d.promptPrefix)
-        let source = try Matterport3D(root: path(d.root), split: d.split,
-                                      layout: d.kind == "panfusion" ? .stitched : .skybox, views: views)
+        let source = try run.dataset()
         loader = try PanoramaLoader(source: source, options: LoaderOptions(
-            seed: UInt64(config.training.seed), shuffle: d.split == "train", yawPolicy: LatentCache.yawPolicy(for: config),
-            skipBad: d.skipBad))
+            seed: UInt64(config.training.seed), shuffle: config.dataset.split == .train,
+            yawPolicy: LatentCache.yawPolicy(for: config), skipBad: config.dataset.skipBad))
         guard loader.countPerEpoch >= config.training.batchSize else {
-            throw DatasetError(file: path(d.root).path, "\(loader.countPerEpoch) panoramas, fewer than one batch of \(config.training.batchSize)")
+            throw DatasetError(file: run.datasetRoot.path,
+                               "\(loader.countPerEpoch) panoramas, fewer than one batch of \(config.training.batchSize)")
         }
-        if let url = LatentCache.url(for: config, relativeTo: root), FileManager.default.fileExists(atPath: url.path) {
-            cache = try LatentCache(url: url, config: config, relativeTo: root, panoramaCount: source.count)
+        if let url = run.latentCache, FileManager.default.fileExists(atPath: url.path) {
+            cache = try LatentCache(url: url, run: run, panoramaCount: source.count)
         } else {
-            if let url = LatentCache.url(for: config, relativeTo: root) {
+            if let url = run.latentCache {
                 FileHandle.standardError.write(Data(("latent cache \(url.path) not found: encoding with the VAE in the loop " +
                                                      "(`backdrop cache build --config …` builds it)\n").utf8))
             }
             cache = nil
         }
 
-        let vaeScale = 1 << max(vae.config.block_out_channels.count - 1, 0)
-        model = try MultiViewUNet(unet: unet, imageSizePerLatent: vaeScale, latentSize: d.resolution / vaeScale,
-                                  neighbours: NeighbourSet(rawValue: config.caa.neighbours) ?? .ring,
-                                  peMaxFrequency: config.caa.peMaxFrequency)
-        model.gradientCheckpointing = config.training.gradientCheckpointing
-        let o = config.optimizer
-        optimizer = try AdamW([ParamGroup(model.trainableParameters, lr: o.lr, weightDecay: o.weightDecay)],
-                              betas: (o.betas[0], o.betas[1]), eps: o.eps)
+        model = try run.multiViewModel(unet: unet, vaeScale: encoders.vaeScale)
+        optimizer = try Self.optimizer(config.optimizer, parameters: model.trainableParameters)
         let s = config.schedule
-        let horizon = s.interval == "epoch" ? config.training.epochs
+        let horizon = s.interval == .epoch ? config.training.epochs
             : max(1, Self.totalSteps(config, perEpoch: loader.countPerEpoch))
         switch s.kind {
-        case "constant": schedule = try LRScheduler(optimizer, .constant)
-        case "warmup_cosine":
+        case .constant: schedule = try LRScheduler(optimizer, .constant)
+        case .warmupCosine:
             schedule = try LRScheduler(optimizer, .warmupCosine(warmupSteps: s.warmupSteps, startFactor: s.warmupStartFactor,
                                                                  tMax: max(1, horizon - s.warmupSteps), etaMin: s.etaMin))
-        default: schedule = try LRScheduler(optimizer, .cosine(tMax: horizon, etaMin: s.etaMin))
+        case .cosine: schedule = try LRScheduler(optimizer, .cosine(tMax: horizon, etaMin: s.etaMin))
+        }
+    }
+
+    /// The optimizer the config names, over the trainable parameters.
+    static func optimizer(_ o: RunConfig.Optimizer, parameters: [Parameter]) throws -> any Optimizer {
+        let groups = [ParamGroup(parameters, lr: o.lr, weightDecay: o.weightDecay)]
+        switch o.name {
+        case .adamw: return try AdamW(groups, betas: (o.betas[0], o.betas[1]), eps: o.eps)
+        case .sgd: return try SGD(groups, momentum: o.momentum)
         }
     }
 
@@ -124,7 +115,7 @@ public final class Trainer {
         let runID: Int64
         if resume, let checkpoint = try store.latest() {
             state = try restore(checkpoint)
-            guard let previous = try registry.latestRun(named: config.name) else {
+            guard let previous = try run.record ?? registry.latestRun(named: config.name) else {
                 throw TorchError("no run named \(config.name) in \(registry.url.path) to resume")
             }
             runID = previous.id
@@ -133,6 +124,7 @@ public final class Trainer {
         } else {
             runID = try registry.startRun(name: config.name, configJSON: config.json(), outputDir: runDirectory.path)
         }
+        try run.writeDescription()
 
         let total = totalSteps
         let progress = ProgressReporter(title: "train \(config.name)", total: total)
@@ -169,14 +161,16 @@ public final class Trainer {
                     try optimizer.step()
                     try optimizer.zeroGrad()
                     state.step += 1
-                    if config.schedule.interval == "step" { schedule.step() }
+                    if config.schedule.interval == .step { schedule.step() }
                     state.schedulerSteps = schedule.lastEpoch
                     state.lastLoss = stepLoss
                     lastLoss = stepLoss
                     stepsThisProcess += 1
                     let rate = Double(stepsThisProcess) / max(Date().timeIntervalSince(started), 1e-9)
-                    try registry.log(.init(runId: runID, step: state.step, loss: stepLoss,
-                                           lr: optimizer.paramGroups[0].lr, stepsPerSecond: rate))
+                    if state.step % config.training.logEvery == 0 || state.step == total {
+                        try registry.log(.init(runId: runID, step: state.step, loss: stepLoss,
+                                               lr: optimizer.paramGroups[0].lr, stepsPerSecond: rate))
+                    }
                     progress.update(state.step, status: String(format: "loss %.4f  lr %.2e", stepLoss, optimizer.paramGroups[0].lr))
                     onStep?(state, stepLoss)
                     if state.step % config.training.checkpointEvery == 0 { try checkpoint(state, runID: runID) }
@@ -188,7 +182,7 @@ public final class Trainer {
                 }
                 state.epoch += 1
                 state.positionInEpoch = 0
-                if config.schedule.interval == "epoch" { schedule.step() }
+                if config.schedule.interval == .epoch { schedule.step() }
                 state.schedulerSteps = schedule.lastEpoch
             }
             try checkpoint(state, runID: runID)
@@ -203,14 +197,14 @@ public final class Trainer {
 
     /// MSE between the predicted and the true noise for a batch of panoramas.
     func lossOf(_ samples: [MultiViewSample]) throws -> Tensor {
-        let (images, K, R, prompts) = try MultiViewSample.collate(samples)
+        let (images, layouts, prompts) = try MultiViewSample.collate(samples)
         let flat = try images.flatten(start: 0, end: 1).to(dtype: vae.encoder.conv_in.weight.dtype, device: device)
         let (latents, context) = try withNoGrad {
             let latents = try vae.encode(flat).sample(generator: generator) * vae.scalingFactor
-            let context = try textEncoder(tokenizer(prompts.flatMap { $0 }).to(device: device))
+            let context = try encoders.textEncoder(encoders.tokenizer(prompts.flatMap { $0 }).to(device: device))
             return (latents, context)
         }
-        return try lossOf(latents: latents, context: context, K: K, R: R)
+        return try lossOf(latents: latents, context: context, layouts: layouts)
     }
 
     /// The same loss from cached VAE posteriors and prompt embeddings: one draw of the generator for
@@ -221,21 +215,25 @@ public final class Trainer {
             .to(dtype: dtype, device: device)
         let latents = try withNoGrad { try DiagonalGaussianDistribution(moments: moments).sample(generator: generator) * vae.scalingFactor }
         let context = try Tensor.cat(entries.map(\.textEmbeddings)).to(dtype: dtype, device: device)
-        return try lossOf(latents: latents, context: context, K: Tensor.stack(entries.map(\.intrinsics)),
-                          R: Tensor.stack(entries.map(\.rotations)))
+        return try lossOf(latents: latents, context: context, layouts: entries.map(\.layout))
     }
 
     /// MSE between the predicted and the true noise given latents `[B·V, C, h, w]` (scaled), prompt
-    /// embeddings `[B·V, T, D]` and cameras `[B, V, 3, 3]`.
-    func lossOf(latents: Tensor, context: Tensor, K: Tensor, R: Tensor) throws -> Tensor {
-        let (b, v) = (try K.size(0), try K.size(1))
+    /// embeddings `[B·V, T, D]` and each panorama's cameras.
+    func lossOf(latents: Tensor, context: Tensor, layouts: [ViewLayout]) throws -> Tensor {
+        let layout = layouts[0]
+        // The model attends with one layout per batch: the panoramas may differ by a yaw offset only.
+        let canonical = layout.canonical(precision: 1e-6)
+        guard layouts.allSatisfy({ $0.canonical(precision: 1e-6) == canonical }) else {
+            throw TorchError("a batch of \(config.name) mixes view layouts that differ by more than a yaw offset")
+        }
+        let (b, v) = (layouts.count, layout.count)
         let timesteps = try Tensor.randint(0, noise.schedule.trainTimesteps, [b], generator: generator)
         let perView = try timesteps.repeatInterleaveViews(v)
         let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: generator).to(dtype: latents.dtype, device: device)
         let noisy = try noise.addNoise(latents, noise: eps, timesteps: perView)
-        let cameras = try ViewCameras(K: K.select(dim: 0, index: 0), R: R.select(dim: 0, index: 0))
-        let predict = { try self.model(noisy, timestep: perView.to(device: self.device), encoderHiddenStates: context, cameras: cameras) }
-        let prediction = config.training.precision == "bf16" ? try withAutocast(.bfloat16, device: device, predict) : try predict()
+        let predict = { try self.model(noisy, timestep: perView.to(device: self.device), encoderHiddenStates: context, layout: layout) }
+        let prediction = config.training.precision == .bf16 ? try withAutocast(.bfloat16, device: device, predict) : try predict()
         let target = try noise.target(sample: latents, noise: eps, timesteps: perView)
         // Reduced in float64: a float32 mean can differ in its last bit between processes (the
         // vectorised sum's split depends on buffer alignment), and logged losses must repeat.
@@ -250,12 +248,11 @@ public final class Trainer {
     }
 
     func restore(_ checkpoint: CheckpointStore.Checkpoint) throws -> TrainingState {
-        let weights = try SafetensorsFile(url: checkpoint.weights).loadAll()
-        let caa = model.caaStateDict()
-        guard Set(weights.keys) == Set(caa.keys) else {
-            throw TorchError("\(checkpoint.weights.path) does not hold this model's CAA weights")
+        do {
+            try model.loadCAA(SafetensorsFile(url: checkpoint.weights).loadAll())
+        } catch {
+            throw TorchError("\(checkpoint.weights.path): \(error)")
         }
-        try withNoGrad { for (key, tensor) in caa { try tensor.copy_(from: weights[key]!) } }
         try optimizer.load(from: checkpoint.optimizer)
         schedule.restore(lastEpoch: checkpoint.state.schedulerSteps)
         try generator.setState(SafetensorsFile(url: checkpoint.rng).tensor("generator"))

@@ -1,4 +1,5 @@
 import Foundation
+import Geometry
 import MultiView
 import Torch
 
@@ -17,8 +18,8 @@ enum MultiViewComponents {
         let weights = try SafetensorsFile(url: c.model).loadAll()
         let block = try CAABlock(channels: x.size(1))
         try block.loadStateDict(weights)
-        let geometry = try LevelGeometry(K: c.input("K"), R: c.input("R"), height: x.size(2), width: x.size(3),
-                                         imageSize: c.args.int("image_size"), neighbours: neighbours)
+        let layout = try ViewLayout(K: c.input("K"), R: c.input("R"), resolution: c.args.int("image_size"))
+        let geometry = try LevelGeometry(layout: layout, height: x.size(2), width: x.size(3), neighbours: neighbours)
         return ["hidden_states": try withNoGrad { try block(x, geometry: geometry) }]
     }
 }

@@ -1,8 +1,9 @@
 import Foundation
+import Support
 import Torch
 
 // A parity case pins one component to its reference implementation's numbers (format:
-// ../shared/PARITY.md): CASE_DIR/case.json {"component", "model", "atol", "rtol", "args"},
+// docs/parity.md): CASE_DIR/case.json {"component", "model", "atol", "rtol", "args"},
 // the model at CASE_DIR/<model>, inputs.safetensors and expected.safetensors.
 
 /// A problem with a case folder or with running its component; the message names the file or key.

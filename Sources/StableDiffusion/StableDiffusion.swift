@@ -1,1 +1,1 @@
-// The StableDiffusion module (being written).
+// Stable Diffusion from diffusers model folders: tokenizer, CLIP text encoder, UNet, VAE, schedulers, pipeline (docs/models.md).

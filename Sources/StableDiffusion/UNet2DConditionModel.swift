@@ -177,7 +177,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable, Equatable {
     }
 }
 
-/// A caller's modules run at MVDiffusion's nine insertion points (REFERENCE.md §2), given the
+/// A caller's modules run at MVDiffusion's nine insertion points (docs/models.md#unet-insertion-points), given the
 /// feature map `[B, C, h, w]` there and returning its replacement (same shape):
 /// - `afterDownBlock(i, h)`: after down block i's last resnet/attention, before its downsampler.
 ///   The skip tensors for the up path are taken before the hook; the downsampler's output (a skip

@@ -27,13 +27,13 @@ struct CacheBuildCommand: ParsableCommand {
 
     @Option(help: "Run config (YAML).") var config: String
     @Option(help: "Write here instead of the config's dataset.latent_cache.") var out: String?
-    @Option(help: "Intra-op threads.") var threads: Int?
+    @OptionGroup var threads: ThreadOptions
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
-        let runConfig = try RunConfig.load(URL(fileURLWithPath: config))
+        threads.apply()
+        let run = Run(config: try RunConfig.load(URL(fileURLWithPath: config)))
         let started = Date()
-        let url = try LatentCache.build(config: runConfig, output: out.map { URL(fileURLWithPath: $0) })
+        let url = try LatentCache.build(run: run, output: out.map { URL(fileURLWithPath: $0) })
         print(String(format: "wrote %@ in %.1f s", url.path, Date().timeIntervalSince(started)))
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Evaluation
 import Experiments
+import Workflows
 import Foundation
 import Torch
 
@@ -20,9 +21,10 @@ struct EvalCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .customLong("run"), help: "Run name in the registry (its latest checkpoint).") var runName: String
+    @Option(name: .customLong("run"), help: "A run: its name in the registry or its folder (its latest checkpoint).")
+    var runName: String
     @Flag(help: "Evaluate plain SD with independent views instead of the trained CAA model.") var baseline = false
-    @Option(help: "Dataset split.") var split: String = "test"
+    @Option(help: "Dataset split.") var split: RunConfig.Split = .test
     @Option(help: "Evaluate at most this many panoramas (the first of the split).") var limit: Int?
     @Option(help: "DDIM steps.") var steps: Int = 50
     @Option(help: "Classifier-free guidance scale.") var guidance: Double = 9
@@ -31,16 +33,22 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "FID Inception weights (default: evaluation.inception_weights, else the fetched NVIDIA archive).")
     var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
-    @Option(help: "Run registry.") var registry: String = "results/runs.sqlite"
-    @Option(help: "cpu, cuda, cuda:N or best (default: the run's training device).") var device: String?
-    @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+    @OptionGroup var registry: RegistryOptions
+    @Option(help: "cpu, cuda, cuda:N or best (default: the run's training device).") var device: DeviceChoice?
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, not \(limit)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, not \(steps)") }
+        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number ≥ 0, not \(guidance)") }
+        guard (1...1024).contains(batchSize) else { throw ValidationError("--batch-size must lie in 1…1024, not \(batchSize)") }
+    }
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
-        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
-        let registry = try RunRegistry(url: URL(fileURLWithPath: self.registry))
-        let target = try EvaluationRun(named: runName, registry: registry, split: split)
-        var options = PanoramaEvaluator.Options(
+        threads.apply()
+        let registry = try self.registry.existing()
+        let target = try Run.resolve(runName, registry: registry)
+        var options = RunEvaluator.Options(
             inceptionWeights: try target.inceptionWeights(override: inception, fallback: defaultInceptionWeights))
         options.system = baseline ? .baseline : .model
         options.limit = limit
@@ -48,12 +56,12 @@ struct EvalCommand: ParsableCommand {
         options.guidance = guidance
         options.seed = seed
         options.clipModel = try target.clipModel(override: clip)
-        options.device = try Device(parsing: device ?? target.config.training.device)
+        options.device = (device ?? target.config.training.device).resolved
         options.batchSize = batchSize
-        let report = try PanoramaEvaluator(run: target, options: options).evaluate(registry: registry)
+        let report = try RunEvaluator(run: target, split: split, options: options).evaluate(registry: registry)
 
         let e = report.evaluation
-        print("\(e.system) of run '\(runName)' on \(split): \(e.count) views; views \(report.scenesReused) reused, " +
+        print("\(e.system) of run '\(target.config.name)' on \(split.rawValue): \(e.count) views; views \(report.scenesReused) reused, " +
               "\(report.scenesGenerated) generated, in \(report.viewsFolder.path)")
         print("reference statistics \(report.referenceStatisticsReused ? "read from" : "written to") \(report.referenceStatistics.path)")
         func value(_ v: Double?, _ format: String = "%.4f") -> String { v.map { String(format: format, $0) } ?? "—" }

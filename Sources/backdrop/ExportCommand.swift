@@ -1,9 +1,8 @@
 import ArgumentParser
-import Datasets
 import Experiments
 import Foundation
+import Support
 import MultiView
-import StableDiffusion
 import Torch
 
 struct ExportCommand: ParsableCommand {
@@ -17,36 +16,21 @@ struct ExportCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .customLong("run"), help: "Run name in the registry.") var runName: String
-    @Option(help: "Run registry.") var registry: String = "results/runs.sqlite"
+    @OptionGroup var source: RunOptions
     @Option(help: "Panoramas per UNet call (2: classifier-free guidance).") var panoramas: Int = 2
-    @Option(help: "Output folder.") var out: String
+    @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String
+
+    func validate() throws {
+        guard (1...64).contains(panoramas) else { throw ValidationError("--panoramas must lie in 1…64, not \(panoramas)") }
+    }
 
     func run() throws {
-        let registry = try RunRegistry(url: URL(fileURLWithPath: self.registry))
-        guard let record = try registry.latestRun(named: runName) else {
-            throw ValidationError("no run named '\(runName)' in \(self.registry)")
-        }
-        let config = try JSONDecoder.snakeCase.decode(RunConfig.self, from: Data(record.config.utf8))
-        guard let checkpoint = try CheckpointStore(runDirectory: URL(fileURLWithPath: record.outputDir)).latest() else {
-            throw ValidationError("run '\(runName)' has no checkpoint yet")
-        }
-        let base = URL(fileURLWithPath: expandEnvironment(config.model.base))
-        let pipeline = try StableDiffusionPipeline.load(from: base, scheduler: .ddim, device: .cpu)
-        let scale = pipeline.vaeScaleFactor
-        let model = try MultiViewUNet(unet: pipeline.unet, imageSizePerLatent: scale, latentSize: config.dataset.resolution / scale,
-                                      neighbours: NeighbourSet(rawValue: config.caa.neighbours) ?? .ring)
-        let weights = try SafetensorsFile(url: checkpoint.weights).loadAll()
-        try withNoGrad { for (key, tensor) in model.caaStateDict() { try tensor.copy_(from: weights[key]!) } }
-        let views = ViewOptions(count: config.dataset.views, fov: config.dataset.fov,
-                                yawStep: 360 / Double(config.dataset.views), resolution: config.dataset.resolution)
-        let (k, r, _) = try viewCameras(views, yawOffset: 0)
         var options = DeploymentExport.Options()
         options.panoramas = panoramas
-        let written = try DeploymentExport.export(model: model, vae: pipeline.vae, textEncoder: pipeline.textEncoder,
-                                                  cameras: try ViewCameras(K: k, R: r), baseModel: base,
-                                                  to: URL(fileURLWithPath: out), options: options)
-        print("exported step \(checkpoint.state.step) of \(runName) to \(written.manifest.deletingLastPathComponent().path)")
+        let target = try source.resolve()
+        let (written, checkpoint) = try DeploymentExport.export(run: target, checkpoint: source.checkpoint,
+                                                                to: URL(fileURLWithPath: out), options: options)
+        print("exported step \(checkpoint.state.step) of \(target.config.name) to \(written.manifest.deletingLastPathComponent().path)")
     }
 }
 
@@ -62,7 +46,7 @@ struct ImportMVDiffusionCommand: ParsableCommand {
     )
 
     @Argument(help: "MVDiffusion checkpoint (pano.ckpt).") var checkpoint: String
-    @Option(help: "Output safetensors file.") var out: String
+    @Option(name: [.customLong("out"), .customLong("output")], help: "Output safetensors file.") var out: String
 
     func run() throws {
         let caa = try MVDiffusionCheckpoint.caaWeights(URL(fileURLWithPath: checkpoint))

@@ -1,105 +1,82 @@
 import ArgumentParser
-import Datasets
 import Experiments
 import Foundation
-import Media
+import Geometry
 import MultiView
 import StableDiffusion
+import Support
 import Torch
 
 struct PanoramaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "panorama",
-        abstract: "Generate a 360° panorama from text: 8 jointly denoised views, stitched.",
+        abstract: "Generate a 360° panorama from text: jointly denoised views, stitched.",
         discussion: """
-            With --run, the run's config gives the base model and view size and its latest checkpoint the CAA \
-            weights; --weights takes CAA weights directly (a checkpoint's weights.safetensors or \
-            `backdrop import-mvdiffusion` output). --baseline samples every view independently with plain SD \
-            (the paper's baseline). Writes view_<i>.png, panorama.png and cameras.json (K and camera-to-world R \
-            per view, row-major).
+            With --run, the run gives everything: its base model, its view geometry (views, field of view, \
+            resolution), its CAA settings and a checkpoint's weights (--step, default the latest). Without \
+            a run, --weights takes CAA weights directly (a checkpoint's weights.safetensors, an export's \
+            caa.safetensors or `backdrop import-mvdiffusion` output) for --model with the geometry of \
+            --views, --fov and --resolution. --baseline samples every view independently with plain SD \
+            (the paper's baseline). Writes view_<i>.png, panorama.png and cameras.json.
             """
     )
 
     @Argument(help: "The prompt (used for every view unless --prompts is given).") var prompt: String
-    @Option(name: .customLong("run"), help: "Run name in the registry (its latest checkpoint).") var runName: String?
-    @Option(help: "CAA weights (safetensors).") var weights: String?
-    @Option(help: "Diffusers model folder (default: the run's base model).") var model: String?
+    @Option(name: .customLong("run"), help: "A trained run: its name in the registry or its folder.") var runName: String?
+    @Option(help: "With --run: the checkpoint at this step (default: the latest).") var step: Int?
+    @Option(help: "Without --run: CAA weights (safetensors).") var weights: String?
+    @Option(help: "Without --run: the diffusers model folder.") var model: String?
+    @Option(help: "Without --run: ring (the released code) or all (the paper).") var neighbours: NeighbourSet = .ring
+    @Option(help: "Without --run: number of views.") var views: Int = 8
+    @Option(help: "Without --run: horizontal field of view of each view, degrees.") var fov: Double = 90
+    @Option(help: "Without --run: view size in pixels.") var resolution: Int = 512
     @Flag(help: "No CAA: independent views (the baseline).") var baseline = false
     @Option(help: "A file with one prompt per view.") var prompts: String?
     @Option(help: "DDIM steps.") var steps: Int = 50
     @Option(help: "Classifier-free guidance scale.") var guidance: Double = 9
     @Option(help: "Seed of the initial noise.") var seed: UInt64 = 0
-    @Option(help: "View size in pixels (default: the run's, else 512).") var resolution: Int?
-    @Option(help: "Number of views.") var views: Int = 8
-    @Option(help: "Run registry.") var registry: String = "results/runs.sqlite"
-    @Option(help: "cpu, cuda, cuda:N or best.") var device: String = "best"
-    @Option(help: "Output folder.") var out: String
+    @OptionGroup var registry: RegistryOptions
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var threads: ThreadOptions
+    @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String
+
+    func validate() throws {
+        if runName != nil {
+            guard weights == nil, model == nil else { throw ValidationError("--run gives the model and weights: drop --weights and --model") }
+        } else {
+            guard model != nil else { throw ValidationError("give --run, or --model (with --weights, or --baseline)") }
+            guard baseline || weights != nil else { throw ValidationError("give --weights (CAA weights), or --baseline for plain SD views") }
+            guard step == nil else { throw ValidationError("--step selects a checkpoint of --run") }
+        }
+        guard views >= 2 else { throw ValidationError("--views must be at least 2, not \(views)") }
+        try validateFOV(fov)
+        guard resolution > 0, resolution % 8 == 0 else { throw ValidationError("--resolution must be a positive multiple of 8, not \(resolution)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, not \(steps)") }
+        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number ≥ 0, not \(guidance)") }
+    }
 
     func run() throws {
-        var base = model.map(expandEnvironment)
-        var size = resolution
-        var caa: [String: Tensor]?
-        var neighbours = NeighbourSet.ring
+        threads.apply()
+        let source: PanoramaSource
         if let runName {
-            let registry = try RunRegistry(url: URL(fileURLWithPath: self.registry))
-            guard let record = try registry.latestRun(named: runName) else {
-                throw ValidationError("no run named '\(runName)' in \(self.registry)")
-            }
-            let config = try JSONDecoder.snakeCase.decode(RunConfig.self, from: Data(record.config.utf8))
-            base = base ?? expandEnvironment(config.model.base)
-            size = size ?? config.dataset.resolution
-            neighbours = NeighbourSet(rawValue: config.caa.neighbours) ?? .ring
-            guard let checkpoint = try CheckpointStore(runDirectory: URL(fileURLWithPath: record.outputDir)).latest() else {
-                throw ValidationError("run '\(runName)' has no checkpoint yet")
-            }
-            if !baseline { caa = try SafetensorsFile(url: checkpoint.weights).loadAll() }
-        } else if let weights, !baseline {
-            caa = try SafetensorsFile(url: URL(fileURLWithPath: weights)).loadAll()
-        } else if !baseline {
-            throw ValidationError("give --run or --weights (or --baseline for plain SD views)")
+            let run = try Run.resolve(runName, registry: registry.existing())
+            source = .run(run, step.map { .step($0) } ?? .latest)
+        } else {
+            source = .weights(model: URL(fileURLWithPath: expandEnvironment(model!)), caa: weights.map { URL(fileURLWithPath: $0) },
+                              layout: try ViewLayout.horizon(count: views, fov: fov, resolution: resolution), neighbours: neighbours)
         }
-        guard let base else { throw ValidationError("give --model (the diffusers folder)") }
         let perView = try prompts.map { file in
             try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         } ?? [prompt]
-
-        let target = try Device(parsing: device)
-        let pipeline = try StableDiffusionPipeline.load(from: URL(fileURLWithPath: base), scheduler: .ddim, device: target)
-        let options = ViewOptions(count: views, fov: 90, yawStep: 360 / Double(views), resolution: size ?? 512)
-        let generator = try PanoramaGenerator(pipeline: pipeline, caaWeights: caa, views: options, neighbours: neighbours)
+        let generator = try PanoramaGenerator.load(source, baseline: baseline, device: device.device.resolved)
         let progress = ProgressReporter(title: baseline ? "baseline views" : "panorama", total: steps)
         let result = try generator.generate(prompts: perView, steps: steps, guidanceScale: guidance, seed: seed) { done, _ in
             progress.update(done)
         }
         progress.finish()
         let folder = URL(fileURLWithPath: out)
-        try writePanorama(result, to: folder)
-        print("wrote \(views) views, panorama.png (\(result.panorama.shape[2])×\(result.panorama.shape[1])) and cameras.json to \(folder.path)")
-    }
-}
-
-/// view_<i>.png, panorama.png and cameras.json.
-func writePanorama(_ result: PanoramaGenerator.Result, to folder: URL) throws {
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    for i in 0..<result.views.shape[0] {
-        try Image(tensor: result.views.select(dim: 0, index: i), range: .signed)
-            .write(to: folder.appendingPathComponent("view_\(i).png"))
-    }
-    try Image(tensor: result.panorama, range: .signed).write(to: folder.appendingPathComponent("panorama.png"))
-    let k = try result.intrinsics.to(dtype: .float64).toArray(Double.self)
-    let r = try result.rotations.to(dtype: .float64).toArray(Double.self)
-    let cameras: [[String: Any]] = result.yaws.indices.map { i in
-        ["view": i, "yaw_deg": result.yaws[i], "K": Array(k[(9 * i)..<(9 * i + 9)]), "R": Array(r[(9 * i)..<(9 * i + 9)])]
-    }
-    let json = try JSONSerialization.data(withJSONObject: ["convention": "K 3×3 and camera-to-world R 3×3 row-major; x right, y down, z forward",
-                                                           "views": cameras], options: [.prettyPrinted, .sortedKeys])
-    try writeAtomically(to: folder.appendingPathComponent("cameras.json")) { try json.write(to: $0) }
-}
-
-extension JSONDecoder {
-    static var snakeCase: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
+        try result.write(to: folder)
+        print("wrote \(result.layout.count) views, panorama.png (\(result.panorama.shape[2])×\(result.panorama.shape[1])) " +
+              "and cameras.json to \(folder.path)")
     }
 }

@@ -10,7 +10,7 @@ struct ParityCommand: ParsableCommand {
         discussion: """
             A case folder holds case.json {"component", "model", "atol", "rtol", "args"}, the model \
             (weights and config as the reference library saves them), inputs.safetensors and \
-            expected.safetensors (format: PARITY.md). Each output tensor passes when \
+            expected.safetensors (format: docs/parity.md). Each output tensor passes when \
             max|out − exp| ≤ atol + rtol·max|exp|. One line per tensor: case/name, shape, max-abs \
             error, max-relative error (max-abs / max|exp|), PASS or FAIL.
 

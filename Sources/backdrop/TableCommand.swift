@@ -16,27 +16,23 @@ struct TableCommand: ParsableCommand {
     )
 
     @Option(help: "Comma-separated run names (default: every run with evaluations).") var runs: String?
-    @Option(help: "md, csv or latex.") var format: String = "md"
+    @Option(help: "md, csv or latex.") var format: ResultsTable.Format = .md
     @Option(help: "Dataset split of the evaluations.") var split: String = "test"
-    @Option(help: "Run registry.") var registry: String = "results/runs.sqlite"
-    @Option(help: "Output folder.") var out: String = "results/tables"
+    @OptionGroup var registry: RegistryOptions
+    @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String = "results/tables"
     @Flag(help: "Leave out the published rows.") var noPublished = false
 
     func run() throws {
-        guard let format = ResultsTable.Format(rawValue: format) else {
-            throw ValidationError("--format must be md, csv or latex, not '\(self.format)'")
-        }
-        guard FileManager.default.fileExists(atPath: registry) else {
-            throw ValidationError("no run registry at \(registry) (train and evaluate a run first)")
-        }
         let names = runs.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-        let table = try ResultsTable.fromRegistry(RunRegistry(url: URL(fileURLWithPath: registry)), runNames: names,
+        let table = try ResultsTable.fromRegistry(registry.existing(), runNames: names,
                                                   split: split, includePublished: !noPublished)
         if !table.rows.contains(where: { !$0.published }) {
-            FileHandle.standardError.write(Data("warning: no evaluations on the \(split) split in \(registry) (run `backdrop eval`)\n".utf8))
+            FileHandle.standardError.write(Data("warning: no evaluations on the \(split) split in \(registry.registry) (run `backdrop eval`)\n".utf8))
         }
         let files = try table.write(to: URL(fileURLWithPath: out))
         print(table.render(format), terminator: "")
         print("wrote " + files.map(\.path).joined(separator: ", "))
     }
 }
+
+extension ResultsTable.Format: ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Support
 import Geometry
 import Media
 import Torch

@@ -17,14 +17,13 @@ struct TrainCommand: ParsableCommand {
 
     @Argument(help: "Run config (YAML).") var config: String
     @Flag(help: "Continue from the run's latest checkpoint.") var resume = false
-    @Option(help: "Run registry (SQLite).") var registry: String = "results/runs.sqlite"
-    @Option(help: "Intra-op threads.") var threads: Int?
+    @OptionGroup var registry: RegistryOptions
+    @OptionGroup var threads: ThreadOptions
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
-        let file = URL(fileURLWithPath: config)
-        let runConfig = try RunConfig.load(file)
-        let trainer = try Trainer(config: runConfig, registry: try RunRegistry(url: URL(fileURLWithPath: registry)))
+        threads.apply()
+        let run = Run(config: try RunConfig.load(URL(fileURLWithPath: config)))
+        let trainer = try Trainer(run: run, registry: try RunRegistry(url: registry.url))
         let summary = try trainer.run(resume: resume)
         print("run \(summary.runID) \(summary.status) after \(summary.steps) steps; final loss " +
               (summary.finalLoss.map { String(format: "%.5f", $0) } ?? "n/a") +

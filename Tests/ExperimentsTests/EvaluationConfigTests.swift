@@ -12,9 +12,8 @@ final class EvaluationConfigTests: XCTestCase {
                                              file: "a.yaml")
         XCTAssertEqual(configured.evaluation?.clipModel, "/models/clip")
         XCTAssertEqual(configured.evaluation?.inceptionWeights, "inc.pth")
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        XCTAssertEqual(try decoder.decode(RunConfig.self, from: Data(configured.json().utf8)), configured, "round trip through the registry's JSON")
+        XCTAssertEqual(try RunConfig.parse(yaml: configured.json(), file: "registry"), configured,
+                       "round trip through the registry's JSON")
 
         let plain = try RunConfig.parse(yaml: base, file: "b.yaml")
         XCTAssertNil(plain.evaluation)

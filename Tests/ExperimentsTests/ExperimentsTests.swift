@@ -1,5 +1,6 @@
 import BackdropTestSupport
 import Foundation
+import Geometry
 import Torch
 import XCTest
 
@@ -15,16 +16,16 @@ final class RunConfigTests: XCTestCase {
         let config = try RunConfig.parse(yaml: minimal, file: "paper.yaml", defaultName: "paper")
         XCTAssertEqual(config.name, "paper")
         XCTAssertEqual(config.optimizer.lr, 2e-4)
-        XCTAssertEqual(config.optimizer.name, "adamw")
-        XCTAssertEqual(config.schedule.kind, "cosine")
+        XCTAssertEqual(config.optimizer.name, .adamw)
+        XCTAssertEqual(config.schedule.kind, .cosine)
         XCTAssertEqual(config.schedule.etaMin, 1e-7)
-        XCTAssertEqual(config.schedule.interval, "epoch")
+        XCTAssertEqual(config.schedule.interval, .epoch)
         XCTAssertEqual(config.training.epochs, 10)
         XCTAssertEqual(config.dataset.views, 8)
         XCTAssertEqual(config.dataset.fov, 90)
         XCTAssertEqual(config.dataset.resolution, 512)
         XCTAssertEqual(config.dataset.promptPrefix, "This is one view of a scene. ")
-        XCTAssertEqual(config.caa.neighbours, "ring")
+        XCTAssertEqual(config.caa.neighbours, .ring)
         XCTAssertNil(config.caa.peMaxFrequency)
         XCTAssertEqual(config.outputDir, "results/runs/paper")
         let json = try config.json()
@@ -55,6 +56,48 @@ final class RunConfigTests: XCTestCase {
         assertConfigError("model: [1, 2]", key: "model", contains: "expected a mapping")
         assertConfigError("- just\n- a list", key: "", contains: "top level must be a mapping")
         assertConfigError("model: {base: x\n", key: "", contains: "not valid YAML")
+    }
+
+    /// Choices are types with their allowed values in the error: an unknown schedule kind no longer
+    /// becomes cosine, and a value that is accepted is one that works.
+    func testChoicesAreTypedAndListTheirValues() throws {
+        assertConfigError(minimal + "\nschedule: {kind: linear}", key: "schedule.kind", contains: "cosine, constant, warmup_cosine")
+        assertConfigError(minimal + "\nschedule: {interval: batch}", key: "schedule.interval", contains: "epoch, step")
+        assertConfigError(minimal + "\noptimizer: {name: adam}", key: "optimizer.name", contains: "adamw, sgd")
+        assertConfigError(minimal + "\ntraining: {precision: fp16}", key: "training.precision", contains: "fp32, bf16")
+        assertConfigError(minimal + "\nmodel: {base: x, dtype: half}", key: "model.dtype", contains: "float32, float16, bfloat16")
+        assertConfigError(minimal + "\ntask: autoencoder", key: "task", contains: "caa")
+        // Keys that the chosen value makes meaningless are refused, not ignored.
+        assertConfigError(minimal + "\noptimizer: {name: sgd, betas: [0.9, 0.99]}", key: "optimizer.betas", contains: "adamw only")
+        assertConfigError(minimal + "\noptimizer: {momentum: 0.9}", key: "optimizer.momentum", contains: "sgd only")
+        assertConfigError(minimal + "\nschedule: {kind: cosine, warmup_steps: 10}", key: "schedule.warmup_steps",
+                          contains: "warmup_cosine only")
+        assertConfigError(minimal + "\noptimizer: {lr: .nan}", key: "optimizer.lr", contains: "finite")
+        assertConfigError(minimal + "\ntraining: {log_every: 0}", key: "training.log_every", contains: "must be positive")
+        assertConfigError(minimal.replacingOccurrences(of: "root:", with: "fov: 180, root:"), key: "dataset.fov", contains: "(0, 180)")
+
+        let config = try RunConfig.parse(yaml: minimal + """
+
+            task: caa
+            model: {base: m, dtype: bfloat16}
+            optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+            schedule: {kind: warmup_cosine, interval: step, warmup_steps: 5}
+            training: {precision: bf16, device: cpu, log_every: 3}
+            caa: {neighbours: all}
+            """.replacingOccurrences(of: "model: {base: models/sd2}\n", with: ""), file: "x.yaml")
+        XCTAssertEqual(config.task, .caa)
+        XCTAssertEqual(config.model.dtype.dtype, .bfloat16)
+        XCTAssertEqual(config.optimizer.name, .sgd)
+        XCTAssertEqual(config.optimizer.momentum, 0.9)
+        XCTAssertEqual(config.schedule.kind, .warmupCosine)
+        XCTAssertEqual(config.schedule.interval, .step)
+        XCTAssertEqual(config.training.precision, .bf16)
+        XCTAssertEqual(config.training.device, .device(.cpu))
+        XCTAssertEqual(config.training.logEvery, 3)
+        XCTAssertEqual(config.caa.neighbours, .all)
+        // The stored JSON is read by the same decoder and gives the same config.
+        XCTAssertEqual(try RunConfig.parse(yaml: config.json(), file: "registry"), config)
+        XCTAssertEqual(try RunConfig.parse(yaml: minimal, file: "x.yaml").training.device, .best)
     }
 
     func testScientificNotationWithoutDotIsANumber() throws {

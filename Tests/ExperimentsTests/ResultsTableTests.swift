@@ -108,7 +108,7 @@ final class ResultsTableTests: XCTestCase {
         XCTAssertNil(RunRegistry.Evaluation.notes([:]))
     }
 
-    /// Every published row carries the numbers of REFERENCE.md, and each metric it does not report
+    /// Every published row carries the numbers of docs/metrics.md#published-numbers, and each metric it does not report
     /// is explained.
     func testPublishedRowsExplainEveryMissingValue() {
         for row in ResultsTable.published {

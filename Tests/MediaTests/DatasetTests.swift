@@ -89,8 +89,9 @@ final class DatasetTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try sample.images.amin().item(), -1)
         XCTAssertLessThanOrEqual(try sample.images.amax().item(), 1)
         XCTAssertEqual(sample.yaws, [0, 45, 90, 135, 180, 225, 270, 315])
-        XCTAssertEqual(try sample.intrinsics[3].toArray(Float.self), [24, 0, 23.5, 0, 24, 23.5, 0, 0, 1])
-        XCTAssertLessThan(try TestSupport.maxAbsDifference(sample.rotations[2], Orientation(yaw: 90).matrix()), 1e-6)
+        XCTAssertEqual(sample.layout.intrinsics[3].rowMajor, [24, 0, 23.5, 0, 24, 23.5, 0, 0, 1])
+        XCTAssertLessThan(sample.layout.rotations[2].angle(to: Orientation(yaw: 90).rotation), 1e-4)
+        XCTAssertEqual(sample.layout.resolution, 48)
         for (i, prompt) in sample.prompts.enumerated() {
             XCTAssertEqual(prompt, "This is one view of a scene. " + (try dataset.caption(at: 0, degree: 45 * i)))
         }
@@ -147,7 +148,7 @@ final class DatasetTests: XCTestCase {
         try NpyWriter.write(strings: paths, shape: [1, 6], to: root.appendingPathComponent("test.npy"))
         let dataset = try Matterport3D(root: root, split: "test", views: ViewOptions(resolution: 128))
         let sample = try dataset.sample(at: 0, yawOffset: 0)
-        let direct = try sampler.perspective(camera: PinholeCamera(fov: 90, size: 128), rotations: sample.rotations)[0]
+        let direct = try sampler.perspective(camera: PinholeCamera(fov: 90, size: 128), rotations: sample.layout.rotationsTensor())[0]
         let psnr = try MediaTestSupport.psnr((sample.images + 1) / 2, direct)
         print("real panorama → skybox JPEGs → reader views vs direct views: PSNR \(String(format: "%.2f", psnr)) dB")
         XCTAssertGreaterThan(psnr, 30)
@@ -207,10 +208,9 @@ final class DatasetTests: XCTestCase {
         func identifier(at index: Int) -> String { "scan/\(index)" }
         func sample(at index: Int, yawOffset: Double) throws -> MultiViewSample {
             if failing.contains(index) { throw DatasetError(panorama: identifier(at: index), "broken on purpose") }
-            let cameras = try viewCameras(views, yawOffset: yawOffset)
-            return MultiViewSample(panoramaID: identifier(at: index), index: index, yawOffset: yawOffset, yaws: cameras.yaws,
-                                   images: try Tensor.full([8, 3, 2, 2], Double(index)), intrinsics: cameras.intrinsics,
-                                   rotations: cameras.rotations, prompts: [])
+            return MultiViewSample(panoramaID: identifier(at: index), index: index, yawOffset: yawOffset,
+                                   yaws: views.yaws(offset: yawOffset), images: try Tensor.full([8, 3, 2, 2], Double(index)),
+                                   layout: try views.layout(yawOffset: yawOffset), prompts: [])
         }
     }
 
@@ -325,7 +325,7 @@ final class DatasetTests: XCTestCase {
         let views = try XCTUnwrap(json?["views"] as? [[String: Any]])
         XCTAssertEqual(views.count, 8)
         let r = try XCTUnwrap(views[1]["R"] as? [Double])
-        let expected = Orientation(yaw: 135).matrixValues
+        let expected = Orientation(yaw: 135).rotation.rowMajor
         for (a, b) in zip(r, expected) { XCTAssertEqual(a, b, accuracy: 1e-6) }
         XCTAssertEqual(views[1]["K"] as? [Double], [20, 0, 19.5, 0, 20, 19.5, 0, 0, 1])
         XCTAssertEqual(json?["panorama"] as? String, sample.panoramaID)

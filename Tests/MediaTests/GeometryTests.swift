@@ -22,7 +22,10 @@ final class GeometryTests: XCTestCase {
     }
 
     func testRotationConvention() throws {
-        func apply(_ o: Orientation, _ v: [Double]) -> [Double] { Matrix3.apply(o.matrixValues, v) }
+        func apply(_ o: Orientation, _ v: [Double]) -> [Double] {
+            let r = o.rotation * SIMD3(v[0], v[1], v[2])
+            return [r.x, r.y, r.z]
+        }
         func assertClose(_ a: [Double], _ b: [Double], _ message: String) {
             for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-12, message) }
         }
@@ -41,8 +44,10 @@ final class GeometryTests: XCTestCase {
         }
         for (theta, phi) in [(0.0, 0.0), (45.0, 0.0), (-90.0, 90.0), (270.0, -30.0), (123.0, 41.0)] {
             let r1 = rodrigues([0, 1, 0], theta * .pi / 180)
-            let r2 = rodrigues(Matrix3.apply(r1, [1, 0, 0]), phi * .pi / 180)
-            assertClose(Matrix3.multiply(r2, r1), Orientation(yaw: theta, pitch: phi).matrixValues, "get_K_R(\(theta), \(phi))")
+            let x = Matrix3(rowMajor: r1) * SIMD3(1, 0, 0)
+            let r2 = rodrigues([x.x, x.y, x.z], phi * .pi / 180)
+            assertClose((Matrix3(rowMajor: r2) * Matrix3(rowMajor: r1)).rowMajor, Orientation(yaw: theta, pitch: phi).rotation.rowMajor,
+                        "get_K_R(\(theta), \(phi))")
         }
         // Back and forth, scalar and batched.
         var g = SystemRandomNumberGenerator()
@@ -50,7 +55,7 @@ final class GeometryTests: XCTestCase {
         for _ in 0..<50 {
             let o = Orientation(yaw: .random(in: -179...179, using: &g), pitch: .random(in: -89...89, using: &g),
                                 roll: .random(in: -179...179, using: &g))
-            let back = try Orientation(matrixValues: o.matrixValues)
+            let back = Orientation(rotation: o.rotation)
             XCTAssertEqual(back.yaw, o.yaw, accuracy: 1e-9)
             XCTAssertEqual(back.pitch, o.pitch, accuracy: 1e-9)
             XCTAssertEqual(back.roll, o.roll, accuracy: 1e-9)
@@ -66,9 +71,9 @@ final class GeometryTests: XCTestCase {
         XCTAssertLessThan(try TestSupport.maxAbsDifference(angles.pitch, Tensor(pitches)), 1e-9)
         XCTAssertLessThan(try TestSupport.maxAbsDifference(angles.roll, Tensor(rolls)), 1e-9)
         // Gimbal lock: roll reported as 0, the matrix still reproduced.
-        let locked = try Orientation(matrixValues: Orientation(yaw: 30, pitch: 90).matrixValues)
+        let locked = Orientation(rotation: Orientation(yaw: 30, pitch: 90).rotation)
         XCTAssertEqual(locked.pitch, 90, accuracy: 1e-9)
-        assertClose(locked.matrixValues, Orientation(yaw: 30, pitch: 90).matrixValues, "gimbal lock")
+        assertClose(locked.rotation.rowMajor, Orientation(yaw: 30, pitch: 90).rotation.rowMajor, "gimbal lock")
     }
 
     func testNearestRotation() throws {
@@ -195,7 +200,7 @@ final class GeometryTests: XCTestCase {
 
     func testWarpedNeighbourMatchesInTheOverlap() throws {
         // Render two neighbouring views of the real panorama, warp view 1 into view 0 with H_10 and
-        // compare where both see the scene (REFERENCE §5's consistency measure on ground truth).
+        // compare where both see the scene (the consistency measure of docs/metrics.md#consistency-psnr, on ground truth).
         let sampler = try EquirectSampler(MediaTestSupport.panorama("courtyard"))
         let camera = PinholeCamera(fov: 90, size: 256)
         let r = try Orientation.matrices([Orientation(yaw: 0), Orientation(yaw: 45)])

@@ -1,5 +1,6 @@
 import BackdropTestSupport
 import Foundation
+import Geometry
 import Parity
 import Torch
 import XCTest
@@ -21,8 +22,8 @@ final class CAATests: XCTestCase {
             let caseInfo = try JSONSerialization.jsonObject(with: Data(contentsOf: folder(name).appendingPathComponent("case.json"))) as! [String: Any]
             let args = caseInfo["args"] as! [String: Any]
             let x = try inputs.tensor("hidden_states")
-            let g = try LevelGeometry(K: inputs.tensor("K"), R: inputs.tensor("R"), height: x.size(2), width: x.size(3),
-                                      imageSize: args["image_size"] as! Int,
+            let layout = try ViewLayout(K: inputs.tensor("K"), R: inputs.tensor("R"), resolution: args["image_size"] as! Int)
+            let g = try LevelGeometry(layout: layout, height: x.size(2), width: x.size(3),
                                       neighbours: NeighbourSet(rawValue: args["neighbours"] as! String)!)
             var worst = (grid: 0.0, pe: 0.0, maskMismatches: 0.0)
             for view in 0..<g.views {
@@ -52,8 +53,8 @@ final class CAATests: XCTestCase {
 
     func testUntrainedBlockIsTheIdentityAndTrainable() throws {
         let views = 8, size = 32
-        let (K, R) = try mvdiffusionCameras(views: views, imageSize: size, yawOffset: 30)
-        let g = try LevelGeometry(K: K, R: R, height: 4, width: 4, imageSize: size, neighbours: .ring)
+        let layout = try mvdiffusionLayout(views: views, imageSize: size, yawOffset: 30)
+        let g = try LevelGeometry(layout: layout, height: 4, width: 4, neighbours: .ring)
         let block = try CAABlock(channels: 64)
         let x = try Tensor.randn([2 * views, 64, 4, 4], generator: Generator(seed: 3))
         XCTAssertEqual(try TestSupport.maxAbsDifference(block(x, geometry: g), x), 0)
@@ -84,16 +85,25 @@ final class CAATests: XCTestCase {
     /// Yaw offsets move every view together: one cached geometry serves them all.
     func testCacheIsSharedAcrossYawOffsets() throws {
         let cache = CorrespondenceCache(imageSize: 64, neighbours: .ring)
-        let (K, R0) = try mvdiffusionCameras(views: 8, imageSize: 64, yawOffset: 0)
-        let (_, R1) = try mvdiffusionCameras(views: 8, imageSize: 64, yawOffset: 123)
-        let a = try cache.geometry(K: K, R: R0, height: 8, width: 8, device: .cpu)
-        let b = try cache.geometry(K: K, R: R1, height: 8, width: 8, device: .cpu)
+        let layout0 = try mvdiffusionLayout(views: 8, imageSize: 64, yawOffset: 0)
+        let layout1 = try mvdiffusionLayout(views: 8, imageSize: 64, yawOffset: 123)
+        // A float32 round trip (the latent cache's storage) is the same layout too.
+        let stored = try ViewLayout(K: layout1.intrinsicsTensor(), R: layout1.rotationsTensor(), resolution: 64)
+        XCTAssertNotEqual(layout0, layout1)
+        XCTAssertEqual(layout0.canonical(precision: 1e-6), layout1.canonical(precision: 1e-6))
+        let a = try cache.geometry(layout0, height: 8, width: 8, device: .cpu)
+        let b = try cache.geometry(layout1, height: 8, width: 8, device: .cpu)
+        let c = try cache.geometry(stored, height: 8, width: 8, device: .cpu)
         XCTAssertEqual(cache.count, 1)
         XCTAssertTrue(a.sampleGrid === b.sampleGrid)
-        let fresh = try LevelGeometry(K: K, R: R1, height: 8, width: 8, imageSize: 64, neighbours: .ring)
+        XCTAssertTrue(a.sampleGrid === c.sampleGrid)
+        let fresh = try LevelGeometry(layout: layout1, height: 8, width: 8, neighbours: .ring)
         XCTAssertLessThan(try TestSupport.maxAbsDifference(fresh.keyPositions, a.keyPositions), 1e-4)
-        _ = try cache.geometry(K: K, R: R0, height: 4, width: 4, device: .cpu)
+        _ = try cache.geometry(layout0, height: 4, width: 4, device: .cpu)
         XCTAssertEqual(cache.count, 2)
+        // Another field of view is another layout.
+        _ = try cache.geometry(mvdiffusionLayout(views: 8, imageSize: 64, yawOffset: 0, fov: 100), height: 8, width: 8, device: .cpu)
+        XCTAssertEqual(cache.count, 3)
     }
 }
 
@@ -108,4 +118,10 @@ func mvdiffusionCameras(views: Int, imageSize: Int, yawOffset: Double, fov: Doub
         r += [cos(t), 0, sin(t), 0, 1, 0, -sin(t), 0, cos(t)]
     }
     return (try Tensor(k, shape: [views, 3, 3]), try Tensor(r, shape: [views, 3, 3]))
+}
+
+/// The same cameras as a view layout, built from the tensors (as a dataset file or parity case gives them).
+func mvdiffusionLayout(views: Int, imageSize: Int, yawOffset: Double, fov: Double = 90) throws -> ViewLayout {
+    let (K, R) = try mvdiffusionCameras(views: views, imageSize: imageSize, yawOffset: yawOffset, fov: fov)
+    return try ViewLayout(K: K, R: R, resolution: imageSize)
 }

@@ -1,5 +1,6 @@
 import BackdropTestSupport
 import Foundation
+import Geometry
 import StableDiffusion
 import Torch
 import XCTest
@@ -20,10 +21,9 @@ final class ExportTests: XCTestCase {
                 try block.transformer.attn1.to_out.weight.normal_(std: 0.1, generator: Generator(seed: 1))
             }
         }
-        let (K, R) = try mvdiffusionCameras(views: 8, imageSize: 64, yawOffset: 0)
-        let cameras = try ViewCameras(K: K, R: R)
+        let cameras = try mvdiffusionLayout(views: 8, imageSize: 64, yawOffset: 0)
         let written = try DeploymentExport.export(model: model, vae: pipeline.vae, textEncoder: pipeline.textEncoder,
-                                                  cameras: cameras, baseModel: base, to: folder)
+                                                  layout: cameras, baseModel: base, to: folder)
 
         let g = try Generator(seed: 7)
         let latents = try Tensor.randn([16, 4, 8, 8], generator: g)
@@ -32,7 +32,7 @@ final class ExportTests: XCTestCase {
         let ids = try Tensor.randint(0, 49408, [8, 77], generator: g)
         let vaeLatents = try latents.narrow(dim: 0, start: 0, length: 8)
         let expected = try withNoGrad {
-            (try model(latents, timestep: timestep, encoderHiddenStates: context, cameras: cameras),
+            (try model(latents, timestep: timestep, encoderHiddenStates: context, layout: cameras),
              try pipeline.vae.decode(vaeLatents), try pipeline.textEncoder(ids))
         }
         let graphs: [(String, URL, [Tensor], Tensor, Module)] = [

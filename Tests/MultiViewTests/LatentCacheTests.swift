@@ -11,7 +11,7 @@ import XCTest
 /// attribute, and training from it repeats the losses of training with the VAE in the loop.
 final class LatentCacheTests: XCTestCase {
     /// Synthetic rooms (7 training panoramas), the tiny model and a config with a 2-offset cache.
-    func makeWorkspace(_ name: String = #function) throws -> (folder: URL, config: RunConfig) {
+    func makeWorkspace(_ name: String = #function) throws -> (folder: URL, run: Run) {
         let folder = try TestSupport.temporaryDirectory(name)
         addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
         let model = try TestSupport.tinyStableDiffusion()
@@ -28,12 +28,12 @@ final class LatentCacheTests: XCTestCase {
             """
         let url = folder.appendingPathComponent("cache-test.yaml")
         try yaml.write(to: url, atomically: true, encoding: .utf8)
-        return (folder, try RunConfig.load(url))
+        return (folder, Run(config: try RunConfig.load(url), workingDirectory: folder))
     }
 
     func testCacheIsWrittenAtomicallyAndReadableByH5py() throws {
-        let (folder, config) = try makeWorkspace()
-        let url = try LatentCache.build(config: config, relativeTo: folder)
+        let (folder, run) = try makeWorkspace()
+        let url = try LatentCache.build(run: run)
         XCTAssertEqual(url.path, folder.appendingPathComponent("cache/latents.h5").path)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: url.deletingLastPathComponent().path)
         XCTAssertEqual(leftovers, ["latents.h5"], "no temporary file may remain")
@@ -79,21 +79,21 @@ final class LatentCacheTests: XCTestCase {
     }
 
     func testMismatchingAttributeIsRefusedNamingIt() throws {
-        let (folder, config) = try makeWorkspace()
-        try LatentCache.build(config: config, relativeTo: folder)
-        var other = config
+        let (folder, run) = try makeWorkspace()
+        try LatentCache.build(run: run)
+        var other = run.config
         other.dataset.promptPrefix = "A view: "
-        XCTAssertThrowsError(try Trainer(config: other, registry: RunRegistry(url: folder.appendingPathComponent("runs.sqlite")),
-                                         relativeTo: folder)) { error in
+        XCTAssertThrowsError(try Trainer(run: Run(config: other, workingDirectory: folder),
+                                         registry: RunRegistry(url: folder.appendingPathComponent("runs.sqlite")))) { error in
             let message = "\(error)"
             XCTAssertTrue(message.contains("'prompt_prefix'"), message)
             XCTAssertTrue(message.contains("'This is one view of a scene. ' in the cache"), message)
             XCTAssertTrue(message.contains("'A view: ' is expected"), message)
         }
-        other = config
+        other = run.config
         other.dataset.cacheOffsets = 3
-        XCTAssertThrowsError(try LatentCache(url: folder.appendingPathComponent("cache/latents.h5"), config: other,
-                                             relativeTo: folder, panoramaCount: 7)) { error in
+        XCTAssertThrowsError(try LatentCache(url: folder.appendingPathComponent("cache/latents.h5"),
+                                             run: Run(config: other, workingDirectory: folder), panoramaCount: 7)) { error in
             XCTAssertTrue("\(error)".contains("'yaw_policy' is 'random-set(2)' in the cache but 'random-set(3)' is expected"), "\(error)")
         }
     }
@@ -101,12 +101,12 @@ final class LatentCacheTests: XCTestCase {
     /// The same yaw offsets, generator and weights: the cached posterior gives the losses of the VAE
     /// in the loop (float32 mean/logvar; only the VAE's batch grouping differs).
     func testTrainingFromTheCacheRepeatsTheLossesOfTheVAEInTheLoop() throws {
-        let (folder, config) = try makeWorkspace()
+        let (folder, run) = try makeWorkspace()
         func losses(_ tag: String) throws -> (losses: [Double], cached: Bool) {
-            var c = config
+            var c = run.config
             c.outputDir = "run-\(tag)"
-            let trainer = try Trainer(config: c, registry: RunRegistry(url: folder.appendingPathComponent("runs-\(tag).sqlite")),
-                                      relativeTo: folder)
+            let trainer = try Trainer(run: Run(config: c, workingDirectory: folder),
+                                      registry: RunRegistry(url: folder.appendingPathComponent("runs-\(tag).sqlite")))
             var losses: [Double] = []
             trainer.onStep = { losses.append($1) }
             trainer.stopAfterSteps = 3
@@ -115,7 +115,7 @@ final class LatentCacheTests: XCTestCase {
         }
         let inLoop = try losses("vae")
         XCTAssertFalse(inLoop.cached)
-        try LatentCache.build(config: config, relativeTo: folder)
+        try LatentCache.build(run: run)
         let cached = try losses("cache")
         XCTAssertTrue(cached.cached)
         XCTAssertEqual(inLoop.losses.count, 3)

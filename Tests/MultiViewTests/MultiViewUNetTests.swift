@@ -1,5 +1,6 @@
 import BackdropTestSupport
 import Foundation
+import Geometry
 import StableDiffusion
 import Torch
 import XCTest
@@ -26,13 +27,12 @@ func tinyUNet() throws -> UNet2DConditionModel {
 final class MultiViewUNetTests: XCTestCase {
     let views = 4, latent = 8
 
-    func inputs(batch: Int = 1) throws -> (Tensor, Tensor, Tensor, ViewCameras) {
+    func inputs(batch: Int = 1) throws -> (Tensor, Tensor, Tensor, ViewLayout) {
         let g = try Generator(seed: 4)
         let x = try Tensor.randn([batch * views, 4, latent, latent], generator: g)
         let t = try Tensor((0..<batch).map { Float(100 + 300 * $0) }, shape: [batch])
         let context = try Tensor.randn([batch * views, 5, 16], generator: g)
-        let (K, R) = try mvdiffusionCameras(views: views, imageSize: latent * 8, yawOffset: 10, fov: 120)
-        return (x, t, context, try ViewCameras(K: K, R: R))
+        return (x, t, context, try mvdiffusionLayout(views: views, imageSize: latent * 8, yawOffset: 10, fov: 120))
     }
 
     /// Untrained CAA blocks are the identity: the multi-view UNet equals SD on each view.
@@ -40,7 +40,7 @@ final class MultiViewUNetTests: XCTestCase {
         let unet = try tinyUNet()
         let model = try MultiViewUNet(unet: unet, latentSize: latent)
         let (x, t, context, cameras) = try inputs(batch: 2)
-        let joint = try withNoGrad { try model(x, timestep: t, encoderHiddenStates: context, cameras: cameras) }
+        let joint = try withNoGrad { try model(x, timestep: t, encoderHiddenStates: context, layout: cameras) }
         let perView = try withNoGrad {
             try unet(x, timestep: t.repeatInterleaveViews(views), encoderHiddenStates: context)
         }
@@ -63,7 +63,7 @@ final class MultiViewUNetTests: XCTestCase {
         let (x, t, context, cameras) = try inputs()
         func gradients() throws -> [Tensor] {
             for p in model.trainableParameters { try p.setGrad(nil) }
-            try model(x, timestep: t, encoderHiddenStates: context, cameras: cameras).square().mean().backward()
+            try model(x, timestep: t, encoderHiddenStates: context, layout: cameras).square().mean().backward()
             return try model.trainableParameters.filter(\.requiresGrad).map { try XCTUnwrap($0.grad, "a CAA parameter got no gradient").clone() }
         }
         let plain = try gradients()
@@ -82,13 +82,13 @@ final class MultiViewUNetTests: XCTestCase {
             }
         }
         let (x, t, context, cameras) = try inputs()
-        let before = try withNoGrad { try model(x, timestep: t, encoderHiddenStates: context, cameras: cameras) }
+        let before = try withNoGrad { try model(x, timestep: t, encoderHiddenStates: context, layout: cameras) }
         let changed = try x.clone()
         try changed.narrow(dim: 0, start: 1, length: 1).fill_(0)  // view 1 only
-        let after = try withNoGrad { try model(changed, timestep: t, encoderHiddenStates: context, cameras: cameras) }
+        let after = try withNoGrad { try model(changed, timestep: t, encoderHiddenStates: context, layout: cameras) }
         XCTAssertGreaterThan(try TestSupport.maxAbsDifference(before.narrow(dim: 0, start: 0, length: 1),
                                                                after.narrow(dim: 0, start: 0, length: 1)), 1e-4)
         XCTAssertThrowsError(try model(x.narrow(dim: 0, start: 0, length: 3), timestep: t, encoderHiddenStates: context,
-                                       cameras: cameras))
+                                       layout: cameras))
     }
 }

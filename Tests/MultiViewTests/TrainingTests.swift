@@ -22,7 +22,7 @@ final class TrainingTests: XCTestCase {
             caa: {pe_max_frequency: 16}
             optimizer: {lr: 1.0e-3}
             schedule: {kind: cosine, interval: step, eta_min: 1.0e-5}
-            training: {epochs: 2, batch_size: 1, checkpoint_every: 4, seed: 11, device: cpu}
+            training: {epochs: 2, batch_size: 1, checkpoint_every: 4, log_every: 1, seed: 11, device: cpu}
             output_dir: run
             """
         let config = folder.appendingPathComponent("resume-test.yaml")
@@ -107,8 +107,8 @@ final class TrainingTests: XCTestCase {
         let (workspace, config) = try makeWorkspace()
         var runConfig = try RunConfig.load(config)
         runConfig.optimizer.lr = 1e30  // diverges within a few steps
-        let trainer = try Trainer(config: runConfig, registry: try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")),
-                                  relativeTo: workspace)
+        let trainer = try Trainer(run: Run(config: runConfig, workingDirectory: workspace),
+                                  registry: try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")))
         XCTAssertThrowsError(try trainer.run()) { error in
             XCTAssertTrue("\(error)".contains("loss is"), "\(error)")
         }
@@ -123,12 +123,12 @@ final class TrainingTests: XCTestCase {
         fp32.training.maxSteps = 3
         fp32.outputDir = "fp32"
         var bf16 = fp32
-        bf16.training.precision = "bf16"
+        bf16.training.precision = .bf16
         bf16.outputDir = "bf16"
         var losses: [[Double]] = []
         for c in [fp32, bf16] {
-            let trainer = try Trainer(config: c, registry: try RunRegistry(url: workspace.appendingPathComponent("\(c.outputDir).sqlite")),
-                                      relativeTo: workspace)
+            let trainer = try Trainer(run: Run(config: c, workingDirectory: workspace),
+                                      registry: try RunRegistry(url: workspace.appendingPathComponent("\(c.outputDir).sqlite")))
             var seen: [Double] = []
             trainer.onStep = { seen.append($1) }
             try trainer.run()
@@ -136,5 +136,32 @@ final class TrainingTests: XCTestCase {
         }
         XCTAssertEqual(losses[1].count, 3)
         for (a, b) in zip(losses[0], losses[1]) { XCTAssertEqual(a, b, accuracy: 0.05 * a, "fp32 \(a) vs bf16 \(b)") }
+    }
+
+    /// `training.log_every` is used: a metric row every N steps and at the last step.
+    func testLogEveryWritesEveryNthStepAndTheLast() throws {
+        let (workspace, config) = try makeWorkspace()
+        var c = try RunConfig.load(config)
+        c.training.maxSteps = 7
+        c.training.logEvery = 3
+        let registry = try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite"))
+        let summary = try Trainer(run: Run(config: c, workingDirectory: workspace), registry: registry).run()
+        XCTAssertEqual(summary.steps, 7)
+        XCTAssertEqual(try registry.metrics(summary.runID).map(\.step), [3, 6, 7])
+    }
+
+    /// `optimizer.name: sgd` trains with SGD (it was accepted and AdamW was built): one step moves
+    /// every parameter by exactly −lr·grad when momentum and weight decay are 0.
+    func testSGDIsTheOptimizerTheConfigNames() throws {
+        let (workspace, config) = try makeWorkspace()
+        var text = try String(contentsOf: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "optimizer: {lr: 1.0e-3}", with: "optimizer: {name: sgd, lr: 0.5}")
+        let c = try RunConfig.parse(yaml: text, file: config.path)
+        XCTAssertEqual(c.optimizer.name, .sgd)
+        XCTAssertEqual(c.optimizer.weightDecay, 0, "PyTorch's SGD default")
+        let trainer = try Trainer(run: Run(config: c, workingDirectory: workspace),
+                                  registry: try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")))
+        XCTAssertTrue(trainer.optimizer is SGD, "\(type(of: trainer.optimizer))")
+        XCTAssertEqual(try trainer.optimizer.stateDict().metadata["optimizer"], "SGD")
     }
 }

@@ -62,7 +62,7 @@ final class UNetTests: XCTestCase {
 
     // MARK: Hooks (MVDiffusion's nine insertion points)
 
-    /// Identity hooks change nothing, and each point sees the width and size REFERENCE.md §2 lists,
+    /// Identity hooks change nothing, and each point sees the width and size docs/models.md#unet-insertion-points lists,
     /// scaled to the small config: 320/640/1280/1280 @ 64/32/16/8 become 8/16/32/32 @ 16/8/4/2.
     func testHooksSeeTheNineInsertionPointsAndIdentityIsExact() throws {
         let unet = try UNet2DConditionModel(config: Self.smallSD2)

@@ -9,7 +9,7 @@ import XCTest
 final class TFLiteModelTests: XCTestCase {
     static func model(_ name: String) throws -> URL { try TestSupport.asset("models/\(name)") }
 
-    /// REFERENCE.md §6: the op inventory of both graphs.
+    /// docs/models.md#mediapipe-selfie-segmentation: the op inventory of both graphs.
     func testGeneralModelOperators() throws {
         let model = try TFLiteModel(contentsOf: Self.model("selfie_segmentation.tflite"))
         XCTAssertEqual(model.subgraphs.count, 1)

@@ -69,7 +69,7 @@ final class TrackingTests: XCTestCase {
     func testRansacRecoversRotationDespiteOutliers() throws {
         let camera = PinholeCamera(fov: 60, width: 640, height: 360)
         let intrinsics = Intrinsics(focal: camera.focal, cx: camera.cx, cy: camera.cy)
-        let truth = Matrix3x3(rowMajor: Orientation(yaw: 2.5, pitch: -1.2, roll: 0.8).matrixValues)
+        let truth = Orientation(yaw: 2.5, pitch: -1.2, roll: 0.8).rotation
         var generator = SampleGenerator(seed: 7)
         func uniform() -> Float { Float(generator.next() >> 11) / Float(1 << 53) }
         var a: [SIMD3<Double>] = [], b: [SIMD3<Double>] = [], isOutlier: [Bool] = []
@@ -131,13 +131,13 @@ final class TrackingTests: XCTestCase {
     struct Sequence {
         let frames: [Tensor]
         let masks: [Tensor]
-        let truth: [[Double]]
+        let truth: [Matrix3]
     }
 
     static let frameCount = 100
     static let size = (width: 640, height: 360)
     nonisolated(unsafe) static var cachedSequence: Sequence?
-    nonisolated(unsafe) static var cachedResults: [Bool: [[Double]]] = [:]
+    nonisolated(unsafe) static var cachedResults: [Bool: [Matrix3]] = [:]
 
     /// yaw 1°/frame, pitch ±4° and roll ±2° on slower sines (so the per-frame motion mixes all three).
     static func path(_ k: Int) -> Orientation {
@@ -165,14 +165,14 @@ final class TrackingTests: XCTestCase {
         let personFrame = try F.pad(person * alpha, pad)
         let alphaFrame = try F.pad(alpha, pad)
 
-        var frames: [Tensor] = [], masks: [Tensor] = [], truth: [[Double]] = []
+        var frames: [Tensor] = [], masks: [Tensor] = [], truth: [Matrix3] = []
         for k in 0..<frameCount {
             let orientation = path(k)
             let background = try sampler.viewport(camera: camera, rotation: orientation.matrix())
             let composite = try background * (alphaFrame.neg() + 1) + personFrame
             frames.append(try composite.round().clamp(min: 0, max: 255).to(dtype: .uint8).squeeze(dim: 0).contiguous())
             masks.append(try alphaFrame.squeeze(dim: 0))
-            truth.append(orientation.matrixValues)
+            truth.append(orientation.rotation)
         }
         let result = Sequence(frames: frames, masks: masks, truth: truth)
         cachedSequence = result
@@ -180,11 +180,11 @@ final class TrackingTests: XCTestCase {
     }
 
     /// The tracker's rotation per frame, with or without the person mask (cached across tests).
-    static func tracked(masked: Bool) throws -> [[Double]] {
+    static func tracked(masked: Bool) throws -> [Matrix3] {
         if let cached = cachedResults[masked] { return cached }
         let sequence = try sequence()
         let tracker = CameraTracker(settings: TrackerSettings(fov: 60))
-        var rotations: [[Double]] = []
+        var rotations: [Matrix3] = []
         for (frame, mask) in zip(sequence.frames, sequence.masks) {
             rotations.append(try tracker.track(frame, personMask: masked ? mask : nil).rotation)
         }
@@ -194,13 +194,13 @@ final class TrackingTests: XCTestCase {
 
     /// Per-frame errors (of the rotation between consecutive frames) and drift (of the orientation
     /// relative to frame 0).
-    static func errors(_ estimate: [[Double]], _ truth: [[Double]]) -> (perFrame: [Double], drift: [Double]) {
+    static func errors(_ estimate: [Matrix3], _ truth: [Matrix3]) -> (perFrame: [Double], drift: [Double]) {
         var perFrame: [Double] = [], drift: [Double] = []
         for k in 1..<truth.count {
-            let estimated = Matrix3.multiply(Matrix3.transpose(estimate[k - 1]), estimate[k])
-            let actual = Matrix3.multiply(Matrix3.transpose(truth[k - 1]), truth[k])
-            perFrame.append(Matrix3.angle(estimated, actual))
-            drift.append(Matrix3.angle(estimate[k], truth[k]))
+            let estimated = estimate[k - 1].transposed * estimate[k]
+            let actual = truth[k - 1].transposed * truth[k]
+            perFrame.append(estimated.angle(to: actual))
+            drift.append(estimate[k].angle(to: truth[k]))
         }
         return (perFrame, drift)
     }
@@ -208,7 +208,7 @@ final class TrackingTests: XCTestCase {
     func testMaskedTrackingFollowsKnownRotationPath() throws {
         let sequence = try Self.sequence()
         let estimate = try Self.tracked(masked: true)
-        XCTAssertEqual(estimate[0], Orientation().matrixValues, "frame 0 is the reference")
+        XCTAssertEqual(estimate[0], Orientation().rotation, "frame 0 is the reference")
         let (perFrame, drift) = Self.errors(estimate, sequence.truth)
         let mean = perFrame.reduce(0, +) / Double(perFrame.count)
         print(String(format: "masked: mean per-frame error %.4f°, max %.4f°, drift %.3f° (max %.3f°)",
@@ -216,7 +216,7 @@ final class TrackingTests: XCTestCase {
         XCTAssertLessThanOrEqual(mean, 0.05, "mean per-frame error (degrees)")
         XCTAssertLessThanOrEqual(drift.max()!, 1, "drift over \(Self.frameCount) frames (degrees)")
         // The reported angles follow the project's convention, not just the matrices.
-        let last = try Orientation(matrixValues: estimate.last!)
+        let last = Orientation(rotation: estimate.last!)
         let expected = Self.path(Self.frameCount - 1)
         XCTAssertEqual(last.yaw, expected.yaw, accuracy: 1)
         XCTAssertEqual(last.pitch, expected.pitch, accuracy: 1)
@@ -253,7 +253,7 @@ final class TrackingTests: XCTestCase {
         while frames < 100, let frame = try video.nextFrame() {
             let step = try tracker.track(frame)
             XCTAssertFalse(step.lost, "frame \(frames)")
-            worst = max(worst, Matrix3x3(rowMajor: step.rotation).rotationAngle)
+            worst = max(worst, step.rotation.rotationAngle)
             frames += 1
         }
         XCTAssertEqual(frames, 100)

@@ -1,12 +1,12 @@
 """Parity cases for MVDiffusion's correspondence-aware attention (component `caa`).
 
-The reference is our own float64 implementation of the block as REFERENCE.md §2 specifies it
+The reference is our own float64 implementation of the block as docs/models.md#caa specifies it
 (geometry, 3×3 bilinear neighbourhood with zero padding, validity by image bounds, displacement
 positional encoding with the weights' own `pe.freq_bands`, pre-LN cross-attention with C/32 heads
 of width 32, GEGLU feed-forward). Weights use MVDiffusion's key names; the zero-initialised output
 layers get random values so the block is not the identity.
 
-Besides the PARITY.md files each case folder holds `geometry.safetensors` (per view and neighbour:
+Besides the docs/parity.md files each case folder holds `geometry.safetensors` (per view and neighbour:
 key-grid positions g, positional-encoding inputs (r − p)/s and validity masks) for the unit tests.
 """
 import json

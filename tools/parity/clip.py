@@ -1,4 +1,4 @@
-"""Parity cases for the CLIP score (component `clip`, ../shared/PARITY.md), and the reference for the
+"""Parity cases for the CLIP score (component `clip`, docs/parity.md), and the reference for the
 CLIP image preprocessing test.
 
 `make_cases(out_dir, full)` writes random-weight transformers 4.40.2 `CLIPModel` folders (config.json,

@@ -1,5 +1,5 @@
 """Parity cases for the image side of Stable Diffusion: `unet`, `vae_encode`, `vae_decode`
-(format: ../shared/PARITY.md, i.e. CASE_DIR/{case.json, model/, inputs.safetensors, expected.safetensors}).
+(format: docs/parity.md, i.e. CASE_DIR/{case.json, model/, inputs.safetensors, expected.safetensors}).
 
 Models are diffusers 0.27 `UNet2DConditionModel` / `AutoencoderKL` with random weights, built from
 small configs that each pin one piece of diffusers' behaviour, and saved with `save_pretrained`

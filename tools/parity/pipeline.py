@@ -1,4 +1,4 @@
-"""Parity cases for the whole text-to-image pipeline (format: ../shared/PARITY.md, component `pipeline`).
+"""Parity cases for the whole text-to-image pipeline (format: docs/parity.md, component `pipeline`).
 
 A diffusers 0.27.2 `StableDiffusionPipeline` folder (`save_pretrained`: model_index.json, tokenizer,
 text_encoder, unet, vae, scheduler) assembled from tiny random-weight models: an SD2-style tokenizer

@@ -1,4 +1,4 @@
-"""Parity cases for the text side and the schedulers (format: ../shared/PARITY.md):
+"""Parity cases for the text side and the schedulers (format: docs/parity.md):
 
 - `tokenizer`: transformers 4.40.2 `CLIPTokenizer` folders built from OpenAI's CLIP BPE vocabulary
   (`$BACKDROP_ASSETS/clip/bpe_simple_vocab_16e6.txt.gz`, `make assets`). Committed cases keep the

@@ -112,7 +112,7 @@ public final class CallPipeline {
     ///     `settings.skipThreshold` > 0).
     public init(background: Tensor, width: Int, height: Int, segmenter: any PersonSegmenter,
                 settings: CallSettings = CallSettings()) throws {
-        guard (1...179).contains(settings.fov) else { throw CallError("--fov must be in (0, 180) degrees, got \(settings.fov)") }
+        do { try PinholeCamera.validate(fov: settings.fov) } catch { throw CallError("\(error)") }
         self.settings = settings
         camera = PinholeCamera(fov: settings.fov, width: width, height: height)
         self.segmenter = settings.skipThreshold > 0
@@ -153,8 +153,8 @@ public final class CallPipeline {
         lap("mask")
         let step = settings.trackCamera ? try tracker.track(frame, personMask: probabilities) : nil
         lap("tracking")
-        let relative = step?.rotation ?? Orientation().matrixValues
-        let room = try renderer.render(rotation: Matrix3.multiply(settings.start.matrixValues, relative))
+        let relative = step?.rotation ?? .identity
+        let room = try renderer.render(rotation: settings.start.rotation * relative)
         lap("viewport")
         let output = try compositor.composite(person: frame, room: room, alpha: mask,
                                               binarize: atModelSize && settings.mask.threshold != nil)

@@ -52,12 +52,12 @@ public struct SyntheticCall {
 
     /// Frame `index`: the room seen from `start · path[index]`, with the person in front.
     public func frame(_ index: Int) throws -> Tensor {
-        let orientation = try Orientation(matrixValues: Matrix3.multiply(start.matrixValues, path[index].matrixValues))
+        let orientation = Orientation(rotation: start.rotation * path[index].rotation)
         return try compositor.composite(person: person, room: room.render(orientation), alpha: personAlpha)
     }
 
     /// A smooth pan from rest: yaw swings right then left (at most ≈ 1.5°/frame at the defaults over
-    /// 100 frames, REFERENCE.md §6's regime) while pitch and roll wobble slowly; frame 0 is the identity.
+    /// 100 frames, the regime of docs/models.md#camera-tracking) while pitch and roll wobble slowly; frame 0 is the identity.
     public static func panningPath(frames: Int, yawAmplitude: Double = 20, pitchAmplitude: Double = 6,
                                    rollAmplitude: Double = 2) -> [Orientation] {
         (0..<frames).map { i in
@@ -82,9 +82,9 @@ public struct TrackingAccuracy: Sendable {
         let n = min(truth.count, tracked.count)
         var increment = 0.0, orientation = 0.0
         for i in 1..<max(n, 1) {
-            let trueStep = Matrix3.multiply(Matrix3.transpose(truth[i - 1].matrixValues), truth[i].matrixValues)
-            let trackedStep = Matrix3.multiply(Matrix3.transpose(tracked[i - 1].matrixValues), tracked[i].matrixValues)
-            increment += Matrix3.angle(trueStep, trackedStep)
+            let trueStep = truth[i - 1].rotation.transposed * truth[i].rotation
+            let trackedStep = tracked[i - 1].rotation.transposed * tracked[i].rotation
+            increment += trueStep.angle(to: trackedStep)
             orientation += truth[i].angle(to: tracked[i])
         }
         let steps = Double(max(n - 1, 1))

@@ -4,7 +4,7 @@ import Geometry
 import Torch
 
 /// Renders the perspective viewport of an equirectangular panorama for the camera's current
-/// rotation, fast enough to run on every frame of a call (REFERENCE.md §6: gnomonic projection,
+/// rotation, fast enough to run on every frame of a call (docs/models.md#viewport: gnomonic projection,
 /// `Equirect`'s pixel mapping, wrapping at the ±180° seam).
 ///
 /// The exact mapping (rotate the pixel's ray, two `atan2`s) is evaluated only at the nodes of a grid
@@ -95,14 +95,12 @@ public final class ViewportRenderer: @unchecked Sendable {
         set { bk_set_simd(newValue ? 1 : 0) }
     }
 
-    /// The viewport for a camera-to-world rotation (row-major 3×3, `Orientation.matrixValues`),
-    /// `[3, h, w]` uint8 RGB.
-    public func render(rotation: [Double]) throws -> Tensor {
-        guard rotation.count == 9 else { throw CallError("viewport: a rotation has 9 values, got \(rotation.count)") }
+    /// The viewport for a camera-to-world rotation, `[3, h, w]` uint8 RGB.
+    public func render(rotation: Matrix3) throws -> Tensor {
         let (w, h) = (camera.width, camera.height)
         let coordinates = nodeCoordinates(rotation)
         let output = try Tensor.empty([3, h, w], dtype: .uint8)
-        let r = rotation.map(Float.init)
+        let r = rotation.rowMajor.map(Float.init)
         try output.withUnsafeMutableBytes { out in
             texels.withUnsafeBufferPointer { tex in
                 coordinates.withUnsafeBufferPointer { nodes in
@@ -121,13 +119,13 @@ public final class ViewportRenderer: @unchecked Sendable {
     }
 
     public func render(_ orientation: Orientation) throws -> Tensor {
-        try render(rotation: orientation.matrixValues)
+        try render(rotation: orientation.rotation)
     }
 
     /// Panorama coordinates (column, row) of every node for this rotation, node rows in parallel
     /// (two `atan2`s per node are a tenth of the frame's work).
-    private func nodeCoordinates(_ rotation: [Double]) -> [SIMD2<Float>] {
-        let r = rotation.map(Float.init)
+    private func nodeCoordinates(_ rotation: Matrix3) -> [SIMD2<Float>] {
+        let r = rotation.rowMajor.map(Float.init)
         let (pw, ph) = (Float(panoramaWidth), Float(panoramaHeight))
         let columns = nodeColumns
         return [SIMD2<Float>](unsafeUninitializedCapacity: nodeRays.count) { coordinates, count in

@@ -46,8 +46,8 @@ public struct TrackingStep: Sendable, Equatable {
     public let frame: Int
     /// The camera's orientation relative to frame 0 (camera-to-world, world = frame 0's camera axes).
     public let orientation: Orientation
-    /// The same as a row-major 3×3 rotation matrix (exact, without the angle round trip).
-    public let rotation: [Double]
+    /// The same as a rotation matrix (exact, without the angle round trip).
+    public let rotation: Matrix3
     /// Tracks that agreed with the rotation (RANSAC inliers), before any re-detection.
     public let inliers: Int
     /// Tracks alive after this frame (including newly detected corners).
@@ -73,7 +73,7 @@ public final class CameraTracker {
     /// Frames seen since `init` or `reset()`.
     public private(set) var frameCount = 0
     /// The current orientation (the last frame's).
-    public var orientation: Orientation { (try? Orientation(matrixValues: rotation.rowMajor)) ?? Orientation() }
+    public var orientation: Orientation { Orientation(rotation: rotation) }
 
     private struct Track {
         var point: SIMD2<Float>
@@ -81,7 +81,7 @@ public final class CameraTracker {
         let world: SIMD3<Double>
     }
 
-    private var rotation = Matrix3x3.identity
+    private var rotation = Matrix3.identity
     private var previous: FramePyramid?
     private var tracks: [Track] = []
     private var frameSize: (width: Int, height: Int)?
@@ -140,7 +140,7 @@ public final class CameraTracker {
         previous = pyramid
         let index = frameCount
         frameCount += 1
-        return TrackingStep(frame: index, orientation: orientation, rotation: rotation.rowMajor, inliers: inliers,
+        return TrackingStep(frame: index, orientation: orientation, rotation: rotation, inliers: inliers,
                             tracks: tracks.count, redetected: redetected, lost: lost)
     }
 
@@ -200,7 +200,7 @@ public final class CameraTracker {
             return
         }
         guard width > 0, height > 0 else { throw TrackingError("empty frame \(width)×\(height)") }
-        guard settings.fov > 0, settings.fov < 180 else { throw TrackingError("field of view \(settings.fov)° is not in (0, 180)") }
+        do { try PinholeCamera.validate(fov: settings.fov) } catch { throw TrackingError("\(error)") }
         factor = max(1, Int((Double(max(width, height)) / Double(max(1, settings.trackingSize))).rounded()))
         let camera = PinholeCamera(fov: settings.fov, width: width, height: height)
         // Tracking pixel x is the box average of frame pixels factor·x … factor·x + factor − 1,

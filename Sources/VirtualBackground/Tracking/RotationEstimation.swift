@@ -2,60 +2,6 @@ import Foundation
 import Geometry
 import Torch
 
-/// A 3×3 matrix in Double, rows as vectors: the tracker's rotations are few and small, so they stay
-/// in Swift (and in Double, since they are multiplied together once per frame for the whole video).
-struct Matrix3x3: Equatable {
-    var rows: (SIMD3<Double>, SIMD3<Double>, SIMD3<Double>)
-
-    init(_ r0: SIMD3<Double>, _ r1: SIMD3<Double>, _ r2: SIMD3<Double>) { rows = (r0, r1, r2) }
-
-    init(rowMajor m: [Double]) {
-        self.init(SIMD3(m[0], m[1], m[2]), SIMD3(m[3], m[4], m[5]), SIMD3(m[6], m[7], m[8]))
-    }
-
-    static let identity = Matrix3x3(SIMD3(1, 0, 0), SIMD3(0, 1, 0), SIMD3(0, 0, 1))
-
-    var rowMajor: [Double] {
-        [rows.0.x, rows.0.y, rows.0.z, rows.1.x, rows.1.y, rows.1.z, rows.2.x, rows.2.y, rows.2.z]
-    }
-
-    var transposed: Matrix3x3 {
-        Matrix3x3(SIMD3(rows.0.x, rows.1.x, rows.2.x), SIMD3(rows.0.y, rows.1.y, rows.2.y),
-                  SIMD3(rows.0.z, rows.1.z, rows.2.z))
-    }
-
-    static func * (m: Matrix3x3, v: SIMD3<Double>) -> SIMD3<Double> {
-        SIMD3((m.rows.0 * v).sum(), (m.rows.1 * v).sum(), (m.rows.2 * v).sum())
-    }
-
-    static func * (a: Matrix3x3, b: Matrix3x3) -> Matrix3x3 {
-        // Row i of a·b is Σ_k a[i][k] · (row k of b).
-        func row(_ r: SIMD3<Double>) -> SIMD3<Double> { r.x * b.rows.0 + r.y * b.rows.1 + r.z * b.rows.2 }
-        return Matrix3x3(row(a.rows.0), row(a.rows.1), row(a.rows.2))
-    }
-
-    /// The outer product u·vᵀ.
-    static func outer(_ u: SIMD3<Double>, _ v: SIMD3<Double>) -> Matrix3x3 { Matrix3x3(u.x * v, u.y * v, u.z * v) }
-
-    static func + (a: Matrix3x3, b: Matrix3x3) -> Matrix3x3 {
-        Matrix3x3(a.rows.0 + b.rows.0, a.rows.1 + b.rows.1, a.rows.2 + b.rows.2)
-    }
-
-    static func == (a: Matrix3x3, b: Matrix3x3) -> Bool { a.rowMajor == b.rowMajor }
-
-    /// Rotation angle in degrees of a rotation matrix (from its trace).
-    var rotationAngle: Double {
-        let trace = rows.0.x + rows.1.y + rows.2.z
-        return acos(max(-1, min(1, (trace - 1) / 2))) * 180 / .pi
-    }
-}
-
-func cross(_ a: SIMD3<Double>, _ b: SIMD3<Double>) -> SIMD3<Double> {
-    SIMD3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x)
-}
-
-func normalized(_ v: SIMD3<Double>) -> SIMD3<Double> { v / (v * v).sum().squareRoot() }
-
 /// The unit ray K⁻¹·(x, y, 1) of a pixel, in the camera's OpenCV axes.
 struct Intrinsics: Equatable {
     var focal: Double
@@ -80,26 +26,26 @@ typealias SampleGenerator = SplitMix64
 enum RotationFit {
     /// Exact for two pairs (the minimal sample): the orthonormal frames spanned by (a₁, a₁ × a₂) and
     /// (b₁, b₁ × b₂) are aligned. nil when the two bearings are (nearly) parallel.
-    static func minimal(_ a1: SIMD3<Double>, _ a2: SIMD3<Double>, _ b1: SIMD3<Double>, _ b2: SIMD3<Double>) -> Matrix3x3? {
+    static func minimal(_ a1: SIMD3<Double>, _ a2: SIMD3<Double>, _ b1: SIMD3<Double>, _ b2: SIMD3<Double>) -> Matrix3? {
         let na = cross(a1, a2), nb = cross(b1, b2)
         let la = (na * na).sum(), lb = (nb * nb).sum()
         guard la > 1e-12, lb > 1e-12 else { return nil }
         let ua = na / la.squareRoot(), ub = nb / lb.squareRoot()
-        return Matrix3x3.outer(a1, b1) + Matrix3x3.outer(ua, ub) + Matrix3x3.outer(cross(a1, ua), cross(b1, ub))
+        return Matrix3.outer(a1, b1) + Matrix3.outer(ua, ub) + Matrix3.outer(cross(a1, ua), cross(b1, ub))
     }
 
     /// Least squares over many pairs (Kabsch / orthogonal Procrustes): R maximises Σ aᵢ·(R bᵢ), i.e. R is
     /// the rotation nearest to M = Σ aᵢ bᵢᵀ, U·diag(1, 1, det(U Vᵀ))·Vᵀ from M's SVD.
-    static func leastSquares(_ a: [SIMD3<Double>], _ b: [SIMD3<Double>]) throws -> Matrix3x3 {
-        var m = Matrix3x3(.zero, .zero, .zero)
-        for (u, v) in zip(a, b) { m = m + Matrix3x3.outer(u, v) }
+    static func leastSquares(_ a: [SIMD3<Double>], _ b: [SIMD3<Double>]) throws -> Matrix3 {
+        var m = Matrix3(.zero, .zero, .zero)
+        for (u, v) in zip(a, b) { m = m + Matrix3.outer(u, v) }
         let rotation = try Rotations.nearestRotation(Tensor(m.rowMajor, shape: [3, 3]))
-        return Matrix3x3(rowMajor: try rotation.toArray(Double.self))
+        return Matrix3(rowMajor: try rotation.toArray(Double.self))
     }
 
     /// Squared chord |a − R b|², ≈ the squared angle (radians) between a and R b for small errors.
     @inline(__always)
-    static func residual(_ r: Matrix3x3, _ a: SIMD3<Double>, _ b: SIMD3<Double>) -> Double {
+    static func residual(_ r: Matrix3, _ a: SIMD3<Double>, _ b: SIMD3<Double>) -> Double {
         let d = a - r * b
         return (d * d).sum()
     }
@@ -120,12 +66,12 @@ struct RotationRANSAC {
     /// R with a ≈ R b on the inliers, and which pairs are inliers; nil with fewer than 2 pairs or no
     /// usable sample.
     func estimate(_ a: [SIMD3<Double>], _ b: [SIMD3<Double>], generator: inout SampleGenerator) throws
-        -> (rotation: Matrix3x3, inliers: [Bool])? {
+        -> (rotation: Matrix3, inliers: [Bool])? {
         let count = a.count
         guard count >= 2, b.count == count else { return nil }
         let t2 = threshold * threshold
         let minSeparation2 = minSeparation * minSeparation
-        var best: (rotation: Matrix3x3, cost: Double, inliers: Int)?
+        var best: (rotation: Matrix3, cost: Double, inliers: Int)?
         var iterations = maxIterations, iteration = 0
         while iteration < iterations {
             iteration += 1

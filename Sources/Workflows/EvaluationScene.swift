@@ -1,72 +1,12 @@
 import Datasets
 import Experiments
 import Foundation
+import Geometry
+import Support
 import Media
 import MultiView
 import StableDiffusion
 import Torch
-
-/// A registered training run as evaluation sees it: its config, folder, latest checkpoint and the
-/// panoramas of one split of its dataset (test views at yaw offset 0, as MVDiffusion evaluates).
-public struct EvaluationRun {
-    public let record: RunRegistry.Run
-    public let config: RunConfig
-    public let directory: URL
-    public let checkpoint: CheckpointStore.Checkpoint
-    public let dataset: Matterport3D
-    /// Resolves the config's relative paths (dataset root, model), as training did.
-    public let workingDirectory: URL
-
-    /// The newest run named `name` in `registry`. Relative paths in its config are taken from
-    /// `workingDirectory` (the folder training ran in).
-    public init(named name: String, registry: RunRegistry, split: String,
-                workingDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) throws {
-        guard let record = try registry.latestRun(named: name) else {
-            let known = Set(try registry.runs().map(\.name)).sorted()
-            throw TorchError("no run named '\(name)' in \(registry.url.path)" +
-                             (known.isEmpty ? " (it has no runs)" : "; runs: \(known.joined(separator: ", "))"))
-        }
-        let config: RunConfig
-        do {
-            let decoder = JSONDecoder()
-            decoder.keyDecodingStrategy = .convertFromSnakeCase
-            config = try decoder.decode(RunConfig.self, from: Data(record.config.utf8))
-        } catch {
-            throw TorchError("\(registry.url.path): run \(record.id) ('\(name)') has an unreadable config: \(error)")
-        }
-        self.record = record
-        self.config = config
-        self.workingDirectory = workingDirectory
-        directory = URL(fileURLWithPath: record.outputDir)
-        let store = CheckpointStore(runDirectory: directory)
-        guard let checkpoint = try store.latest() else {
-            throw TorchError("run '\(name)' has no checkpoint in \(store.directory.path) (train it first)")
-        }
-        self.checkpoint = checkpoint
-        let d = config.dataset
-        let views = ViewOptions(count: d.views, fov: d.fov, yawStep: 360 / Double(d.views), resolution: d.resolution,
-                                promptPrefix: d.promptPrefix)
-        dataset = try Matterport3D(root: Self.path(d.root, in: workingDirectory), split: split,
-                                   layout: d.kind == "panfusion" ? .stitched : .skybox, views: views)
-    }
-
-    static func path(_ text: String, in base: URL) -> URL {
-        let expanded = expandEnvironment(text)
-        return expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : base.appendingPathComponent(expanded)
-    }
-
-    public var baseModel: URL { Self.path(config.model.base, in: workingDirectory) }
-
-    /// `<run>/eval/<split>/`: generated views and cached reference statistics.
-    public var evaluationDirectory: URL {
-        directory.appendingPathComponent("eval").appendingPathComponent(dataset.split)
-    }
-
-    /// The model's CAA weights (the latest checkpoint's).
-    public func caaWeights() throws -> [String: Tensor] {
-        try SafetensorsFile(url: checkpoint.weights).loadAll()
-    }
-}
 
 /// One test panorama: ground-truth views and what generation needs.
 public struct EvaluationScene {
@@ -75,17 +15,14 @@ public struct EvaluationScene {
     /// `[V, 3, H, W]` uint8.
     public let groundTruth: Tensor
     public let prompts: [String]
-    /// `[V, 3, 3]` each.
-    public let intrinsics: Tensor
-    public let rotations: Tensor
+    public let layout: ViewLayout
 
     public init(_ sample: MultiViewSample) throws {
         index = sample.index
         identifier = sample.panoramaID
         groundTruth = try toUInt8(sample.images)
         prompts = sample.prompts
-        intrinsics = sample.intrinsics
-        rotations = sample.rotations
+        layout = sample.layout
     }
 
     /// A fingerprint of the ground-truth pixels (keys the cached FID reference statistics).
@@ -167,28 +104,28 @@ public struct GeneratedViewStore {
     }
 }
 
-extension EvaluationRun {
+extension Run {
     /// The CLIP model folder: `override` (`--clip`) or the config's `evaluation.clip_model`; nil when
     /// neither is set. A configured folder without `config.json` is an error naming where it came from.
     public func clipModel(override: String?) throws -> URL? {
         let (value, origin): (String?, String) = override != nil
-            ? (override, "--clip")
-            : (config.evaluation?.clipModel, "evaluation.clip_model of run '\(record.name)'")
+            ? (override, "the CLIP model")
+            : (config.evaluation?.clipModel, "evaluation.clip_model of run '\(config.name)'")
         guard let value else { return nil }
-        let url = Self.path(value, in: workingDirectory)
+        let url = path(value)
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path) else {
             throw TorchError("\(origin): \(url.appendingPathComponent("config.json").path) not found (expected a transformers CLIPModel folder)")
         }
         return url
     }
 
-    /// `override` (`--inception`), else the config's `evaluation.inception_weights`, else `fallback`.
+    /// `override`, else the config's `evaluation.inception_weights`, else `fallback`.
     public func inceptionWeights(override: String?, fallback: () throws -> URL) throws -> URL {
-        if let override { return Self.path(override, in: workingDirectory) }
+        if let override { return path(override) }
         if let configured = config.evaluation?.inceptionWeights {
-            let url = Self.path(configured, in: workingDirectory)
+            let url = path(configured)
             guard FileManager.default.fileExists(atPath: url.path) else {
-                throw TorchError("evaluation.inception_weights of run '\(record.name)': \(url.path) not found")
+                throw TorchError("evaluation.inception_weights of run '\(config.name)': \(url.path) not found")
             }
             return url
         }

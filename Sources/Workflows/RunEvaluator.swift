@@ -1,6 +1,9 @@
 import Datasets
 import Experiments
+import Evaluation
 import Foundation
+import Geometry
+import Support
 import MultiView
 import StableDiffusion
 import Torch
@@ -15,7 +18,7 @@ import Torch
 /// - consistency: overlap PSNR of neighbouring views (`ViewConsistency`) for the generated views and
 ///   the ground truth, and their ratio.
 /// A metric that cannot be computed is recorded as missing with its reason, never as a number.
-public final class PanoramaEvaluator {
+public final class RunEvaluator {
     public enum System: String, Sendable { case model, baseline }
 
     public struct Options {
@@ -45,20 +48,31 @@ public final class PanoramaEvaluator {
         public var referenceStatisticsReused: Bool
     }
 
-    public let run: EvaluationRun
+    public let run: Run
+    public let split: RunConfig.Split
     public let options: Options
+    /// The split's panoramas (test views at yaw offset 0, as MVDiffusion evaluates).
+    let dataset: Matterport3D
+    /// The run's latest checkpoint (for the model), resolved once so that every scene uses the same.
+    let checkpoint: CheckpointStore.Checkpoint?
 
-    public init(run: EvaluationRun, options: Options) {
+    public init(run: Run, split: RunConfig.Split, options: Options) throws {
+        guard run.record != nil else { throw TorchError("run '\(run.config.name)' is not registered: nothing to record evaluations under") }
         self.run = run
+        self.split = split
         self.options = options
+        dataset = try run.dataset(split: split)
+        checkpoint = options.system == .model ? try run.checkpoint() : nil
     }
+
+    var evaluationDirectory: URL { run.evaluationDirectory(split: split.rawValue) }
 
     /// Evaluates, records both rows in `registry` and returns them.
     public func evaluate(registry: RunRegistry) throws -> Report {
         // The weights first: a wrong path should fail before minutes of sampling.
         let inception = try InceptionV3.load(options.inceptionWeights, device: options.device)
         let scenes = try loadScenes()
-        let store = GeneratedViewStore(folder: run.evaluationDirectory.appendingPathComponent(systemFolder))
+        let store = GeneratedViewStore(folder: evaluationDirectory.appendingPathComponent(systemFolder))
         let (generated, made) = try generatedViews(scenes, store: store)
 
         let extractor = InceptionFeatureExtractor(model: inception, resize: .tf1, device: options.device,
@@ -100,15 +114,15 @@ public final class PanoramaEvaluator {
         let ours = try consistency(generated, scenes)
         notes[.userScore] = "no user study recorded"
 
-        let checkpoint = options.system == .model ? run.checkpoint.folder.path : nil
-        let split = run.dataset.split
+        let checkpoint = self.checkpoint?.folder.path
+        let split = split.rawValue
         let evaluation = RunRegistry.Evaluation(
-            runId: run.record.id, system: options.system.rawValue, checkpoint: checkpoint, split: split,
+            runId: run.record?.id, system: options.system.rawValue, checkpoint: checkpoint, split: split,
             count: images.count, fid: fid, isMean: inceptionScore?.mean, isStd: inceptionScore?.std, clipScore: clip,
             consistencyPsnr: ours.psnr, consistencyRatio: ours.ratio(to: truth), notes: RunRegistry.Evaluation.notes(notes))
         let notApplicable = "not computed for the ground-truth views (the reference set)"
         let groundTruth = RunRegistry.Evaluation(
-            runId: run.record.id, system: "ground-truth", checkpoint: nil, split: split, count: images.count,
+            runId: run.record?.id, system: "ground-truth", checkpoint: nil, split: split, count: images.count,
             consistencyPsnr: truth.psnr, consistencyRatio: 1,
             notes: RunRegistry.Evaluation.notes([.fid: notApplicable, .inceptionScore: notApplicable,
                                                  .clipScore: notApplicable, .userScore: "no user study recorded"]))
@@ -121,20 +135,20 @@ public final class PanoramaEvaluator {
 
     /// `model-<checkpoint>` (views change with the checkpoint) or `baseline`.
     var systemFolder: String {
-        options.system == .model ? "model-\(run.checkpoint.folder.lastPathComponent)" : "baseline"
+        checkpoint.map { "model-\($0.folder.lastPathComponent)" } ?? "baseline"
     }
 
     /// The first `limit` panoramas of the split at yaw offset 0.
     func loadScenes() throws -> [EvaluationScene] {
-        let count = min(options.limit ?? run.dataset.count, run.dataset.count)
+        let count = min(options.limit ?? dataset.count, dataset.count)
         guard count > 0 else {
-            throw TorchError("\(run.dataset.root.appendingPathComponent("\(run.dataset.split).npy").path): the " +
-                             "\(run.dataset.split) split has no panoramas" + (options.limit == 0 ? " (--limit 0)" : ""))
+            throw TorchError("\(dataset.root.appendingPathComponent("\(dataset.split).npy").path): the " +
+                             "\(dataset.split) split has no panoramas" + (options.limit == 0 ? " (--limit 0)" : ""))
         }
-        let progress = ProgressReporter(title: "ground truth (\(run.dataset.split))", total: count)
+        let progress = ProgressReporter(title: "ground truth (\(dataset.split))", total: count)
         defer { progress.finish() }
         return try (0..<count).map { index in
-            let scene = try EvaluationScene(run.dataset.sample(at: index, yawOffset: 0))
+            let scene = try EvaluationScene(dataset.sample(at: index, yawOffset: 0))
             progress.update(index + 1)
             return scene
         }
@@ -142,12 +156,11 @@ public final class PanoramaEvaluator {
 
     /// Each scene's views `[V, 3, H, W]` uint8, read from `store` or generated; also how many were generated.
     func generatedViews(_ scenes: [EvaluationScene], store: GeneratedViewStore) throws -> ([Tensor], Int) {
-        let views = run.dataset.views
-        let model = options.system == .model
-        let checkpointHash = model ? try ContentHash.of(run.checkpoint.weights) : nil
+        let views = dataset.views
+        let checkpointHash = try checkpoint.map { try ContentHash.of($0.weights) }
         func settings(_ scene: EvaluationScene) -> GeneratedViewStore.Settings {
             .init(system: options.system.rawValue, baseModel: run.baseModel.path,
-                  checkpoint: model ? run.checkpoint.folder.lastPathComponent : nil, checkpointHash: checkpointHash,
+                  checkpoint: checkpoint?.folder.lastPathComponent, checkpointHash: checkpointHash,
                   prompts: scene.prompts, steps: options.steps, guidance: options.guidance,
                   seed: options.seed &+ UInt64(scene.index), resolution: views.resolution, views: views.count)
         }
@@ -156,10 +169,12 @@ public final class PanoramaEvaluator {
         guard !missing.isEmpty else { return (stored.map { $0! }, 0) }
 
         let pipeline = try StableDiffusionPipeline.load(from: run.baseModel, scheduler: .ddim, device: options.device)
-        let generator = try PanoramaGenerator(pipeline: pipeline, caaWeights: options.system == .model ? run.caaWeights() : nil,
-                                              views: ViewOptions(count: views.count, fov: views.fov, yawStep: views.yawStep,
-                                                                 resolution: views.resolution),
-                                              neighbours: NeighbourSet(rawValue: run.config.caa.neighbours) ?? .ring)
+        var model: MultiViewUNet?
+        if let checkpoint {
+            model = try run.multiViewModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor)
+            try model?.loadCAA(SafetensorsFile(url: checkpoint.weights).loadAll())
+        }
+        let generator = try PanoramaGenerator(pipeline: pipeline, model: model, layout: run.layout())
         let progress = ProgressReporter(title: "generate (\(options.system.rawValue))", total: missing.count * options.steps)
         let steps = options.steps
         for (done, i) in missing.enumerated() {
@@ -184,12 +199,12 @@ public final class PanoramaEvaluator {
         var key = ContentHash()
         key.update("\(provenance.featureExtractor)|\(provenance.resize.rawValue)")
         for scene in scenes { try scene.fingerprint(into: &key) }
-        let url = run.evaluationDirectory.appendingPathComponent("fid-reference-n\(scenes.count)-\(key.hex).h5")
+        let url = evaluationDirectory.appendingPathComponent("fid-reference-n\(scenes.count)-\(key.hex).h5")
         if FileManager.default.fileExists(atPath: url.path) {
             return (try FeatureStatistics.load(url, expecting: provenance), url, true)
         }
         let images = try scenes.flatMap { try $0.groundTruth.chunk($0.groundTruth.shape[0]).map { try $0.squeeze(dim: 0) } }
-        let progress = ProgressReporter(title: "Inception (real \(run.dataset.split) views)", total: images.count)
+        let progress = ProgressReporter(title: "Inception (real \(dataset.split) views)", total: images.count)
         let statistics = try FeatureStatistics(features: extractor.run(images) { progress.update($0) }.features)
         progress.finish()
         try statistics.save(to: url, provenance: provenance)
@@ -198,7 +213,8 @@ public final class PanoramaEvaluator {
 
     func consistency(_ views: [Tensor], _ scenes: [EvaluationScene]) throws -> ConsistencyScore {
         ConsistencyScore(perScene: try zip(views, scenes).map { views, scene in
-            try ViewConsistency.scenePSNR(views: views, intrinsics: scene.intrinsics, rotations: scene.rotations)
+            try ViewConsistency.scenePSNR(views: views, intrinsics: scene.layout.intrinsicsTensor(),
+                                          rotations: scene.layout.rotationsTensor())
         })
     }
 }

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Experiments
+import Foundation
+import Geometry
+import Torch
+
+// The options several commands share: one declaration, one meaning, one check each.
+
+extension DeviceChoice: ExpressibleByArgument {
+    public init?(argument: String) { try? self.init(parsing: argument) }
+    public static var defaultCompletionKind: CompletionKind { .list(["best", "cpu", "cuda", "cuda:0"]) }
+}
+
+extension RunConfig.Split: ExpressibleByArgument {}
+
+/// `--device`: where the models run.
+struct DeviceOptions: ParsableArguments {
+    @Option(help: "cpu, cuda, cuda:N or best (CUDA device 0 when there is one).") var device: DeviceChoice = .best
+}
+
+/// `--threads`: the CPU threads of the command's work: LibTorch's intra-op threads and Backdrop's
+/// own parallel loops alike (default: LibTorch's choice, the cores).
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "CPU threads for LibTorch and Backdrop's parallel loops (default: the cores).") var threads: Int?
+
+    func validate() throws {
+        if let threads, !(1...1024).contains(threads) {
+            throw ValidationError("--threads must lie in 1…1024, not \(threads)")
+        }
+    }
+
+    func apply() {
+        if let threads { Runtime.threads = threads }
+        Parallel.threads = Runtime.threads
+    }
+}
+
+/// `--registry`: the SQLite run registry.
+struct RegistryOptions: ParsableArguments {
+    @Option(help: "Run registry (SQLite).") var registry: String = "results/runs.sqlite"
+
+    var url: URL { URL(fileURLWithPath: registry) }
+
+    /// The registry, which must exist (read-only commands never create one).
+    func existing() throws -> RunRegistry {
+        guard FileManager.default.fileExists(atPath: registry) else {
+            throw ValidationError("no run registry at \(registry) (train a run first, or pass --registry)")
+        }
+        return try RunRegistry(url: url)
+    }
+}
+
+/// `--run NAME|FOLDER [--step N]`: a trained run and one of its checkpoints.
+struct RunOptions: ParsableArguments {
+    @Option(name: .customLong("run"), help: "A run: its name in the registry (the newest of that name) or its folder.")
+    var run: String
+    @Option(help: "The checkpoint at this step (default: the latest).") var step: Int?
+    @OptionGroup var registry: RegistryOptions
+
+    var checkpoint: Run.CheckpointSelection { step.map { .step($0) } ?? .latest }
+
+    func validate() throws {
+        if let step, step < 0 { throw ValidationError("--step must be ≥ 0, not \(step)") }
+    }
+
+    func resolve() throws -> Run { try Run.resolve(run, registry: registry.existing()) }
+}
+
+/// Checks a field-of-view option with the one FOV check of the library.
+func validateFOV(_ fov: Double, flag: String = "--fov") throws {
+    do { try PinholeCamera.validate(fov: fov) } catch let error { throw ValidationError("\(flag): \(error)") }
+}
+extension NeighbourSet: ExpressibleByArgument {}
