@@ -82,7 +82,7 @@ let package = Package(
             dependencies: ["Torch", "Geometry", "Support", .product(name: "Yams", package: "Yams"),
                            .product(name: "GRDB", package: "GRDB.swift")]
         ),
-        .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry", "CKernels"]),
+        .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry", "CKernels", "Support"]),
         .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Media", "Datasets", "Experiments", "Support"]),
         // Run-level jobs that combine the libraries: evaluating a run (generation, metrics, registry).
         .target(name: "Workflows", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "Datasets", "Evaluation",

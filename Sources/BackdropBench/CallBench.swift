@@ -22,7 +22,7 @@ enum CallBench {
         defer { (Runtime.threads, Parallel.threads) = (threads, nil) }
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?"
         print("\ncall pipeline: 1280×720, FOV 60°, selfie segmenter on one LibTorch thread, \(threads) threads for the other stages (load average \(load))")
-        let assets = URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS"))
+        let assets = Assets.root
         func image(_ path: String) throws -> Tensor {
             try Image(contentsOf: assets.appendingPathComponent(path)).rgb8().tensor(.uint8)
         }

@@ -7,6 +7,7 @@
 // each in fresh child processes, alternating; each side's fastest median counts (as CLIPBench does).
 import Evaluation
 import Foundation
+import Support
 import Torch
 
 enum InceptionBench {
@@ -21,11 +22,7 @@ enum InceptionBench {
     // Names and shapes shared with tools/bench_inception_reference.py (WORKLOADS).
     static let workloads = [Workload(name: "fid_inception_pool3_b8", batch: 8, warmup: 1, maxRepeats: 5, rounds: 2)]
 
-    static var archive: URL {
-        let assets = ProcessInfo.processInfo.environment["BACKDROP_ASSETS"]
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/backdrop/assets").path
-        return URL(fileURLWithPath: assets).appendingPathComponent("models/fid_inception_nvidia.pt")
-    }
+    static var archive: URL { Assets.root.appendingPathComponent("models/fid_inception_nvidia.pt") }
 
     /// The same inputs on both sides: a seeded normal batch clamped to Inception's [−1, 1] range.
     static func inputs(_ batch: Int) throws -> Tensor {

@@ -5,6 +5,7 @@
 // is timed, so the re-detections (every few dozen frames) are in the mean; the median is the
 // common frame. `backdrop-bench --tracking` runs this stage alone.
 import Foundation
+import Support
 import Geometry
 import Torch
 import VirtualBackground
@@ -60,14 +61,6 @@ enum TrackingBench {
     }
 
     static let yawPerFrame = 0.8
-
-    /// User + system CPU seconds of this process so far.
-    static func processCPUSeconds() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-    }
 
     /// A procedural equirectangular texture (value noise at a few octaves, smooth enough to render
     /// without aliasing) viewed along a yaw path, with a fixed textured block standing in for the person.

@@ -21,23 +21,7 @@ struct ClosureHolder : torch::CustomClassHolder {
   }
 
   std::vector<at::Tensor> call(const std::vector<at::Tensor> &inputs) const {
-    std::vector<bd_tensor> in;
-    in.reserve(inputs.size());
-    for (const auto &t : inputs) in.push_back(bd::wrap(t));
-    std::vector<bd_tensor> out(static_cast<size_t>(cap), nullptr);
-    int n = fn(ctx, in.data(), static_cast<int>(in.size()), out.data(), cap);
-    for (auto h : in) delete h;
-    if (n < 0) {
-      for (auto h : out) delete h;
-      const char *message = bd_last_error();
-      throw std::runtime_error(message ? message : "checkpointed closure failed");
-    }
-    std::vector<at::Tensor> result;
-    for (int i = 0; i < n; ++i) {
-      result.push_back(out[static_cast<size_t>(i)]->t);
-      delete out[static_cast<size_t>(i)];
-    }
-    return result;
+    return bd::call_closure(fn, ctx, inputs, cap, "checkpointed closure");
   }
 };
 

@@ -30,6 +30,11 @@ inline at::IntArrayRef ints(const int64_t *p, int n) { return at::IntArrayRef(p,
 std::vector<at::Tensor> tensors(const bd_tensor *ts, int n);
 // Writes owned handles for `ts` into out[0..<cap]; fails when they do not fit.
 int emit(const std::vector<at::Tensor> &ts, bd_tensor *out, int cap);
+// Calls a Swift closure on `inputs` (at most `cap` outputs). A failure inside the closure becomes a
+// C++ exception carrying its message, so the caller's BD_CATCH reports it; used by gradient
+// checkpointing and by TorchScript tracing.
+std::vector<at::Tensor> call_closure(bd_closure fn, void *ctx, const std::vector<at::Tensor> &inputs, int cap,
+                                     const char *what);
 } // namespace bd
 
 // Every C entry point wraps its body in one of these: no exception crosses into Swift.

@@ -25,24 +25,6 @@ void flatten_tensors(const c10::IValue &value, std::vector<at::Tensor> &out) {
   else throw std::invalid_argument("TorchScript output of type " + value.tagKind() + " is not a tensor");
 }
 
-std::vector<at::Tensor> call_closure(bd_closure fn, void *ctx, const std::vector<at::Tensor> &inputs, int cap) {
-  std::vector<bd_tensor> in;
-  for (const auto &t : inputs) in.push_back(bd::wrap(t));
-  std::vector<bd_tensor> out(static_cast<size_t>(cap), nullptr);
-  int n = fn(ctx, in.data(), static_cast<int>(in.size()), out.data(), cap);
-  for (auto h : in) delete h;
-  if (n < 0) {
-    for (auto h : out) delete h;
-    const char *message = bd_last_error();
-    throw std::runtime_error(message ? message : "traced closure failed");
-  }
-  std::vector<at::Tensor> result;
-  for (int i = 0; i < n; ++i) {
-    result.push_back(out[static_cast<size_t>(i)]->t);
-    delete out[static_cast<size_t>(i)];
-  }
-  return result;
-}
 } // namespace
 
 extern "C" {
@@ -109,7 +91,7 @@ int bd_jit_trace(bd_module m, const char *method, bd_closure fn, void *ctx, cons
       std::vector<at::Tensor> args;
       for (const auto &v : in) args.push_back(v.toTensor());
       torch::jit::Stack result;
-      for (auto &t : call_closure(fn, ctx, args, kMaxOutputs)) result.emplace_back(std::move(t));
+      for (auto &t : bd::call_closure(fn, ctx, args, kMaxOutputs, "traced closure")) result.emplace_back(std::move(t));
       return result;
     };
     auto no_names = [](const torch::autograd::Variable &) { return std::string(); };

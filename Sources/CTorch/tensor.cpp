@@ -48,6 +48,27 @@ int emit(const std::vector<at::Tensor> &ts, bd_tensor *out, int cap) {
   for (size_t i = 0; i < ts.size(); ++i) out[i] = wrap(ts[i]);
   return static_cast<int>(ts.size());
 }
+
+std::vector<at::Tensor> call_closure(bd_closure fn, void *ctx, const std::vector<at::Tensor> &inputs, int cap,
+                                     const char *what) {
+  std::vector<bd_tensor> in;
+  in.reserve(inputs.size());
+  for (const auto &t : inputs) in.push_back(wrap(t));
+  std::vector<bd_tensor> out(static_cast<size_t>(cap), nullptr);
+  int n = fn(ctx, in.data(), static_cast<int>(in.size()), out.data(), cap);
+  for (auto h : in) delete h;
+  if (n < 0) {
+    for (auto h : out) delete h;
+    const char *message = bd_last_error();
+    throw std::runtime_error(message ? message : std::string(what) + " failed");
+  }
+  std::vector<at::Tensor> result;
+  for (int i = 0; i < n; ++i) {
+    result.push_back(out[static_cast<size_t>(i)]->t);
+    delete out[static_cast<size_t>(i)];
+  }
+  return result;
+}
 } // namespace bd
 
 extern "C" {

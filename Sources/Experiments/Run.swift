@@ -35,11 +35,16 @@ public struct Run: Sendable {
     // MARK: Resolving
 
     /// A run by name (the newest registered run of that name) or by folder (a path holding `run.json`).
-    public static func resolve(_ nameOrFolder: String, registry: RunRegistry,
+    /// `registry` nil: there is none (yet), so only a folder resolves.
+    public static func resolve(_ nameOrFolder: String, registry: RunRegistry?,
                                workingDirectory: URL = Run.currentDirectory) throws -> Run {
         let folder = resolve(nameOrFolder, in: workingDirectory)
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent(descriptionFile).path) {
             return try Run(folder: folder, registry: registry)
+        }
+        guard let registry else {
+            throw TorchError("no run named '\(nameOrFolder)': there is no run registry, and no run folder (with \(descriptionFile)) " +
+                             "at \(folder.path)")
         }
         return try named(nameOrFolder, registry: registry, workingDirectory: workingDirectory)
     }
@@ -64,7 +69,7 @@ public struct Run: Sendable {
         let description = try Description.read(from: folder)
         let config = try RunConfig.parse(yaml: description.config,
                                          file: folder.appendingPathComponent(Self.descriptionFile).path)
-        let record = try registry?.runs().last { URL(fileURLWithPath: $0.outputDir).standardizedFileURL == folder.standardizedFileURL }
+        let record = try registry?.runs().last { URL(fileURLWithPath: $0.outputDir).standardizedFileURL.path == folder.standardizedFileURL.path }
         self.init(config: config, directory: folder, workingDirectory: description.workingDirectory, record: record)
     }
 

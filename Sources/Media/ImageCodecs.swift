@@ -149,3 +149,25 @@ extension Tensor {
         try Image(tensor: self, range: range).write(to: url)
     }
 }
+
+extension Tensor {
+    /// Writes a batch `[N, C, H, W]` (uint8, or float in `range`) as N images: one image goes to
+    /// `url` itself, several to `<stem>-0.<ext>`, `<stem>-1.<ext>` … beside it (`png` when `url` has
+    /// no extension). Returns the files in batch order.
+    @discardableResult
+    public func writeImages(to url: URL, range: PixelRange = .unit) throws -> [URL] {
+        guard rank == 4 else { throw MediaError(file: url.path, "an image batch must be [N, C, H, W], got \(shape)") }
+        let files = batchImageFiles(url, count: shape[0])
+        for (index, file) in files.enumerated() { try select(dim: 0, index: index).writeImage(to: file, range: range) }
+        return files
+    }
+}
+
+/// Where `Tensor.writeImages` puts a batch of `count` images for `url`: `url` itself for one image,
+/// else `<stem>-<i>.<ext>` beside it (`png` when `url` has no extension).
+public func batchImageFiles(_ url: URL, count: Int) -> [URL] {
+    guard count != 1 else { return [url] }
+    let stem = url.deletingPathExtension().lastPathComponent
+    let ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
+    return (0..<count).map { url.deletingLastPathComponent().appendingPathComponent("\(stem)-\($0).\(ext)") }
+}

@@ -66,6 +66,30 @@ public struct UNetBlockConfig: Sendable {
             dropout: dropout, non_linearity: resnet_act_fn, output_scale_factor: output_scale_factor))
     }
 
+    /// A down block's resnets: the first takes `in_channels`, the rest `out_channels`.
+    func downResnets() throws -> [ResnetBlock2D] {
+        try (0..<num_layers).map { try resnet($0 == 0 ? in_channels : out_channels, out_channels) }
+    }
+
+    /// An up block's resnets: each takes the path's channels plus a skip's (the last skip is the
+    /// down block's input, `in_channels` wide).
+    func upResnets() throws -> [ResnetBlock2D] {
+        try (0..<num_layers).map { i in
+            let skipChannels = i == num_layers - 1 ? in_channels : out_channels
+            let inputChannels = i == 0 ? prev_output_channel : out_channels
+            return try resnet(inputChannels + skipChannels, out_channels)
+        }
+    }
+
+    /// One transformer per resnet (cross-attention blocks).
+    func transformers() throws -> [Transformer2DModel] { try (0..<num_layers).map { _ in try transformer(out_channels) } }
+
+    func downsamplers() throws -> [Downsample2D]? {
+        add_sampler ? [try Downsample2D(channels: out_channels, padding: downsample_padding)] : nil
+    }
+
+    func upsamplers() throws -> [Upsample2D]? { add_sampler ? [try Upsample2D(channels: out_channels)] : nil }
+
     func transformer(_ channels: Int) throws -> Transformer2DModel {
         guard num_attention_heads > 0, channels % num_attention_heads == 0 else {
             throw TorchError("\(channels) channels cannot be split into \(num_attention_heads) attention heads")
@@ -111,30 +135,15 @@ public final class CrossAttnDownBlock2D: Module, UNetDownBlock {
     public var gradientCheckpointing = false
 
     public init(_ config: UNetBlockConfig) throws {
-        resnets = try (0..<config.num_layers).map {
-            try config.resnet($0 == 0 ? config.in_channels : config.out_channels, config.out_channels)
-        }
-        attentions = try (0..<config.num_layers).map { _ in try config.transformer(config.out_channels) }
-        downsamplers = config.add_sampler
-            ? [try Downsample2D(channels: config.out_channels, padding: config.downsample_padding)] : nil
+        resnets = try config.downResnets()
+        attentions = try config.transformers()
+        downsamplers = try config.downsamplers()
         super.init()
     }
 
     public func callAsFunction(_ x: Tensor, temb: Tensor, context: Tensor,
                                beforeDownsample: BlockHook?) throws -> (Tensor, skips: [Tensor]) {
-        var h = x
-        var skips: [Tensor] = []
-        for (resnet, attention) in zip(resnets, attentions) {
-            h = try checkpointed(gradientCheckpointing, resnet, [h, temb]) { try resnet($0[0], temb: $0[1]) }
-            h = try checkpointed(gradientCheckpointing, attention, [h, context]) { try attention($0[0], context: $0[1]) }
-            skips.append(h)
-        }
-        if let beforeDownsample { h = try beforeDownsample(h) }
-        for downsampler in downsamplers ?? [] {
-            h = try downsampler(h)
-            skips.append(h)
-        }
-        return (h, skips)
+        try forward(x, temb: temb, context: context, attentions: attentions, beforeDownsample: beforeDownsample)
     }
 }
 
@@ -145,28 +154,14 @@ public final class DownBlock2D: Module, UNetDownBlock {
     public var gradientCheckpointing = false
 
     public init(_ config: UNetBlockConfig) throws {
-        resnets = try (0..<config.num_layers).map {
-            try config.resnet($0 == 0 ? config.in_channels : config.out_channels, config.out_channels)
-        }
-        downsamplers = config.add_sampler
-            ? [try Downsample2D(channels: config.out_channels, padding: config.downsample_padding)] : nil
+        resnets = try config.downResnets()
+        downsamplers = try config.downsamplers()
         super.init()
     }
 
     public func callAsFunction(_ x: Tensor, temb: Tensor, context: Tensor,
                                beforeDownsample: BlockHook?) throws -> (Tensor, skips: [Tensor]) {
-        var h = x
-        var skips: [Tensor] = []
-        for resnet in resnets {
-            h = try checkpointed(gradientCheckpointing, resnet, [h, temb]) { try resnet($0[0], temb: $0[1]) }
-            skips.append(h)
-        }
-        if let beforeDownsample { h = try beforeDownsample(h) }
-        for downsampler in downsamplers ?? [] {
-            h = try downsampler(h)
-            skips.append(h)
-        }
-        return (h, skips)
+        try forward(x, temb: temb, context: context, attentions: nil, beforeDownsample: beforeDownsample)
     }
 }
 
@@ -206,29 +201,16 @@ public final class CrossAttnUpBlock2D: Module, UNetUpBlock {
 
     /// `in_channels` is the width of the down block's input whose skip arrives last.
     public init(_ config: UNetBlockConfig) throws {
-        resnets = try (0..<config.num_layers).map { i in
-            let skipChannels = i == config.num_layers - 1 ? config.in_channels : config.out_channels
-            let inputChannels = i == 0 ? config.prev_output_channel : config.out_channels
-            return try config.resnet(inputChannels + skipChannels, config.out_channels)
-        }
-        attentions = try (0..<config.num_layers).map { _ in try config.transformer(config.out_channels) }
-        upsamplers = config.add_sampler ? [try Upsample2D(channels: config.out_channels)] : nil
+        resnets = try config.upResnets()
+        attentions = try config.transformers()
+        upsamplers = try config.upsamplers()
         super.init()
     }
 
     public func callAsFunction(_ x: Tensor, skips: [Tensor], temb: Tensor, context: Tensor, upsampleSize: IntPair?,
                                beforeUpsample: BlockHook?) throws -> Tensor {
-        var h = x
-        var skips = skips
-        for (resnet, attention) in zip(resnets, attentions) {
-            guard let skip = skips.popLast() else { throw missingSkip(self) }
-            h = try Tensor.cat([h, skip], dim: 1)
-            h = try checkpointed(gradientCheckpointing, resnet, [h, temb]) { try resnet($0[0], temb: $0[1]) }
-            h = try checkpointed(gradientCheckpointing, attention, [h, context]) { try attention($0[0], context: $0[1]) }
-        }
-        if let beforeUpsample { h = try beforeUpsample(h) }
-        for upsampler in upsamplers ?? [] { h = try upsampler(h, outputSize: upsampleSize) }
-        return h
+        try forward(x, skips: skips, temb: temb, context: context, attentions: attentions, upsampleSize: upsampleSize,
+                    beforeUpsample: beforeUpsample)
     }
 }
 
@@ -239,32 +221,62 @@ public final class UpBlock2D: Module, UNetUpBlock {
     public var gradientCheckpointing = false
 
     public init(_ config: UNetBlockConfig) throws {
-        resnets = try (0..<config.num_layers).map { i in
-            let skipChannels = i == config.num_layers - 1 ? config.in_channels : config.out_channels
-            let inputChannels = i == 0 ? config.prev_output_channel : config.out_channels
-            return try config.resnet(inputChannels + skipChannels, config.out_channels)
-        }
-        upsamplers = config.add_sampler ? [try Upsample2D(channels: config.out_channels)] : nil
+        resnets = try config.upResnets()
+        upsamplers = try config.upsamplers()
         super.init()
     }
 
     public func callAsFunction(_ x: Tensor, skips: [Tensor], temb: Tensor, context: Tensor, upsampleSize: IntPair?,
                                beforeUpsample: BlockHook?) throws -> Tensor {
+        try forward(x, skips: skips, temb: temb, context: context, attentions: nil, upsampleSize: upsampleSize,
+                    beforeUpsample: beforeUpsample)
+    }
+}
+
+extension UNetDownBlock {
+    /// The body of both down blocks: resnet (→ transformer, when the block has them) per layer,
+    /// each output kept as a skip; the hook; the downsampler, whose output is a skip too.
+    func forward(_ x: Tensor, temb: Tensor, context: Tensor, attentions: [Transformer2DModel]?,
+                 beforeDownsample: BlockHook?) throws -> (Tensor, skips: [Tensor]) {
+        var h = x
+        var skips: [Tensor] = []
+        for (i, resnet) in resnets.enumerated() {
+            h = try checkpointed(gradientCheckpointing, resnet, [h, temb]) { try resnet($0[0], temb: $0[1]) }
+            if let attention = attentions?[i] {
+                h = try checkpointed(gradientCheckpointing, attention, [h, context]) { try attention($0[0], context: $0[1]) }
+            }
+            skips.append(h)
+        }
+        if let beforeDownsample { h = try beforeDownsample(h) }
+        for downsampler in downsamplers ?? [] {
+            h = try downsampler(h)
+            skips.append(h)
+        }
+        return (h, skips)
+    }
+}
+
+extension UNetUpBlock {
+    /// The body of both up blocks: per layer, the last remaining skip concatenated, resnet (→
+    /// transformer, when the block has them); the hook; the upsampler.
+    func forward(_ x: Tensor, skips: [Tensor], temb: Tensor, context: Tensor, attentions: [Transformer2DModel]?,
+                 upsampleSize: IntPair?, beforeUpsample: BlockHook?) throws -> Tensor {
         var h = x
         var skips = skips
-        for resnet in resnets {
-            guard let skip = skips.popLast() else { throw missingSkip(self) }
+        for (i, resnet) in resnets.enumerated() {
+            guard let skip = skips.popLast() else {
+                throw TorchError("\(type(of: self)) with \(resnets.count) resnets was given fewer skip tensors")
+            }
             h = try Tensor.cat([h, skip], dim: 1)
             h = try checkpointed(gradientCheckpointing, resnet, [h, temb]) { try resnet($0[0], temb: $0[1]) }
+            if let attention = attentions?[i] {
+                h = try checkpointed(gradientCheckpointing, attention, [h, context]) { try attention($0[0], context: $0[1]) }
+            }
         }
         if let beforeUpsample { h = try beforeUpsample(h) }
         for upsampler in upsamplers ?? [] { h = try upsampler(h, outputSize: upsampleSize) }
         return h
     }
-}
-
-private func missingSkip(_ block: UNetUpBlock) -> TorchError {
-    TorchError("\(type(of: block)) with \(block.resnets.count) resnets was given fewer skip tensors")
 }
 
 /// Runs `body(inputs)` under gradient checkpointing when `enabled` and gradients are being

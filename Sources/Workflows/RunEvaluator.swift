@@ -108,7 +108,7 @@ public final class RunEvaluator {
                                             prompts: scenes.map(\.prompts)) { clipProgress.update($0) }.mean
             clipProgress.finish()
         } else {
-            notes[.clipScore] = "CLIP model not configured (set evaluation.clip_model in the run config or pass --clip)"
+            notes[.clipScore] = "CLIP model not configured (no CLIP model folder given and no evaluation.clip_model in the run config)"
         }
         let truth = try consistency(scenes.map(\.groundTruth), scenes)
         let ours = try consistency(generated, scenes)
@@ -143,7 +143,7 @@ public final class RunEvaluator {
         let count = min(options.limit ?? dataset.count, dataset.count)
         guard count > 0 else {
             throw TorchError("\(dataset.root.appendingPathComponent("\(dataset.split).npy").path): the " +
-                             "\(dataset.split) split has no panoramas" + (options.limit == 0 ? " (--limit 0)" : ""))
+                             "\(dataset.split) split has no panoramas" + (options.limit == 0 ? " (a limit of 0)" : ""))
         }
         let progress = ProgressReporter(title: "ground truth (\(dataset.split))", total: count)
         defer { progress.finish() }

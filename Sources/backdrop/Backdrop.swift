@@ -12,14 +12,14 @@ struct Backdrop: ParsableCommand {
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the linked LibTorch: version, devices, threads and default dtype."
+        abstract: "Show the linked LibTorch: version, devices, threads and default dtype.",
+        discussion: "With --threads, the thread count is set first, so the report shows what other commands would use."
     )
 
-    @Option(help: "Intra-op threads to report after setting them (default: LibTorch's own choice).")
-    var threads: Int?
+    @OptionGroup var threads: ThreadOptions
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
+        threads.apply()
         let cuda = Runtime.cudaDeviceCount
         print("LibTorch      \(Runtime.libtorchVersion)")
         print("devices       cpu" + (cuda > 0 ? ", cuda × \(cuda)" : " (no CUDA in this LibTorch build or no GPU)"))

@@ -2,8 +2,6 @@ import ArgumentParser
 import Evaluation
 import Foundation
 import Support
-import Media
-import Torch
 
 struct CLIPScoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,50 +22,33 @@ struct CLIPScoreCommand: ParsableCommand {
     @Option(help: "Text file with one prompt per line, in the order of the sorted image names.") var prompts: String
     @Option(help: "Group consecutive images into scenes of this many views.") var viewsPerScene: Int?
     @Option(help: "Images per forward pass.") var batchSize: Int = 16
-    @Option(help: "cpu, cuda, cuda:N or best.") var device: String = "best"
-    @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var threads: ThreadOptions
 
-    func run() throws {
-        if let threads { Runtime.threads = threads }
-        let files = try InceptionFeatureExtractor.imageFiles(in: URL(fileURLWithPath: images))
-        let lines = try readPrompts(count: files.count)
-        if let viewsPerScene, viewsPerScene <= 0 || files.count % viewsPerScene != 0 {
-            throw ValidationError("--views-per-scene \(viewsPerScene) does not divide the \(files.count) images into whole scenes")
-        }
-        let scorer = try CLIPScorer(modelDirectory: URL(fileURLWithPath: model), device: Device(parsing: device),
-                                    batchSize: batchSize)
-        let tensors = try files.map { try Image(contentsOf: $0).rgb8().tensor(.uint8) }
-        let progress = ProgressReporter(title: "CLIP \(images)", total: files.count)
-        let (perPair, mean) = try scorer.score(images: tensors, prompts: lines) { progress.update($0) }
-        progress.finish()
-        for (file, score) in zip(files, perPair) {
-            print(String(format: "%8.4f  %@", score, file.lastPathComponent))
-        }
-        if let viewsPerScene {
-            let scenes = CLIPScorer.sceneMeans(perPair, viewCounts: Array(repeating: viewsPerScene, count: files.count / viewsPerScene))
-            for (index, score) in scenes.enumerated() {
-                print(String(format: "%8.4f  scene %d (%@ …)", score, index, files[index * viewsPerScene].lastPathComponent))
-            }
-            print(String(format: "CLIP score: %.4f  (%d scenes × %d views, views averaged then scenes, clamped at 0)",
-                         CLIPScorer.clampedMean(scenes), scenes.count, viewsPerScene))
-        } else {
-            print(String(format: "CLIP score: %.4f  (N = %d, mean clamped at 0)", mean, perPair.count))
-        }
+    func validate() throws {
+        if let viewsPerScene, viewsPerScene < 1 { throw ValidationError("--views-per-scene must be at least 1, not \(viewsPerScene)") }
+        guard (1...1024).contains(batchSize) else { throw ValidationError("--batch-size must lie in 1…1024, not \(batchSize)") }
     }
 
-    /// One prompt per line; a final newline does not add an empty prompt.
-    func readPrompts(count: Int) throws -> [String] {
-        let text: String
-        do { text = try String(contentsOfFile: prompts, encoding: .utf8) } catch {
-            throw ValidationError("cannot read --prompts \(prompts): \(error.localizedDescription)")
+    func run() throws {
+        threads.apply()
+        let folder = try PromptedImageFolder(folder: URL(fileURLWithPath: images), prompts: URL(fileURLWithPath: prompts),
+                                             viewsPerScene: viewsPerScene)
+        let scorer = try CLIPScorer(modelDirectory: URL(fileURLWithPath: model), device: device.resolved(), batchSize: batchSize)
+        let progress = ProgressReporter(title: "CLIP \(images)", total: folder.files.count)
+        let result = try folder.score(with: scorer) { progress.update($0) }
+        progress.finish()
+        for (file, score) in zip(result.files, result.perImage) {
+            print(String(format: "%8.4f  %@", score, file.lastPathComponent))
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-            $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
+        if let scenes = result.scenes {
+            for (index, score) in scenes.means.enumerated() {
+                print(String(format: "%8.4f  scene %d (%@ …)", score, index, result.files[index * scenes.viewsPerScene].lastPathComponent))
+            }
+            print(String(format: "CLIP score: %.4f  (%d scenes × %d views, views averaged then scenes, clamped at 0)",
+                         result.mean, scenes.means.count, scenes.viewsPerScene))
+        } else {
+            print(String(format: "CLIP score: %.4f  (N = %d, mean clamped at 0)", result.mean, result.perImage.count))
         }
-        if lines.last == "" { lines.removeLast() }
-        guard lines.count == count else {
-            throw ValidationError("\(prompts) has \(lines.count) prompt lines but \(images) has \(count) images (one prompt per image, in sorted name order)")
-        }
-        return lines
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Datasets
+import Experiments
 import Foundation
 import Support
 import Torch
@@ -24,16 +25,17 @@ struct DatasetCommand: ParsableCommand {
                 """
         )
 
-        @Option(help: "Output folder (an mp3d_skybox-style root).") var out: String
+        @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder (an mp3d_skybox-style root).")
+        var out: String
         @Option(help: "Number of panoramas.") var count: Int
         @Option(help: "Seed of the room generator.") var seed: UInt64 = 0
-        @Option(help: "Cube face size in pixels (Matterport's are 1024; use at least the view size you train at).")
+        @Option(help: "Cube face size in pixels, 8…8192 (Matterport's are 1024; use at least the view size you train at).")
         var faceSize: Int = 256
         @Flag(help: "Also write PanFusion's stitched equirectangular images and captions.") var stitched = false
-        @Option(help: "Intra-op threads (default: LibTorch's choice).") var threads: Int?
+        @OptionGroup var threads: ThreadOptions
 
         func run() throws {
-            if let threads { Runtime.threads = threads }
+            threads.apply()
             let root = URL(fileURLWithPath: out)
             let progress = ProgressReporter(title: "synthetic rooms", total: count)
             let start = Date(), cpuStart = processCPUSeconds()
@@ -57,24 +59,22 @@ struct DatasetCommand: ParsableCommand {
         )
 
         @Argument(help: "Dataset root (the folder holding train.npy and test.npy).") var root: String
-        @Option(help: "Split: train or test.") var split: String = "test"
+        @Option(help: "Split.") var split: RunConfig.Split = .test
         @Option(help: "Panorama index in the split.") var index: Int = 0
         @Option(help: "Degrees added to every view's yaw (training draws 0…359; test uses 0).") var yawOffset: Double = 0
         @Option(help: "View size in pixels.") var size: Int = 512
         @Option(help: "skybox (MVDiffusion's cube faces) or stitched (PanFusion's equirectangular images).")
-        var layout: String = "skybox"
+        var layout: MatterportLayout = .skybox
         @Option(help: "Prompt prefix.") var prefix: String = ViewOptions().promptPrefix
-        @Option(help: "Output folder.") var out: String
+        @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String
+
+        func validate() throws {
+            guard yawOffset.isFinite else { throw ValidationError("--yaw-offset must be a finite number of degrees, not \(yawOffset)") }
+        }
 
         func run() throws {
-            guard let layout = MatterportLayout(rawValue: layout) else {
-                throw ValidationError("--layout must be skybox or stitched, not '\(self.layout)'")
-            }
-            let dataset = try Matterport3D(root: URL(fileURLWithPath: root), split: split, layout: layout,
+            let dataset = try Matterport3D(root: URL(fileURLWithPath: root), split: split.rawValue, layout: layout,
                                            views: ViewOptions(resolution: size, promptPrefix: prefix))
-            guard (0..<dataset.count).contains(index) else {
-                throw ValidationError("--index \(index) is outside the \(split) split of \(dataset.count) panoramas")
-            }
             let sample = try dataset.sample(at: index, yawOffset: yawOffset)
             let files = try SampleExport.write(sample, to: URL(fileURLWithPath: out))
             print("panorama \(sample.panoramaID): wrote \(files.count) files to \(out)")
@@ -85,61 +85,36 @@ struct DatasetCommand: ParsableCommand {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Time the loader: views per second of decoding plus warping (no model).",
-            discussion: "Reports decode + warp throughput on the current thread count (default 2, the target machine)."
+            discussion: """
+                Reports decode + warp throughput and CPU seconds per view on --threads CPU threads \
+                (default: the cores; the target machine has 2, so pass --threads 2 to compare with it).
+                """
         )
 
         @Argument(help: "Dataset root.") var root: String
-        @Option(help: "Split.") var split: String = "train"
+        @Option(help: "Split.") var split: RunConfig.Split = .train
         @Option(help: "View size in pixels.") var size: Int = 512
         @Option(help: "Panoramas to load (after one warm-up).") var count: Int = 8
-        @Option(help: "Intra-op threads.") var threads: Int = 2
+        @OptionGroup var threads: ThreadOptions
         @Option(help: "Samples decoded ahead on a background thread.") var prefetch: Int = 1
-        @Option(help: "skybox or stitched.") var layout: String = "skybox"
+        @Option(help: "skybox or stitched.") var layout: MatterportLayout = .skybox
 
         func validate() throws {
-            guard count > 0 else { throw ValidationError("--count must be positive") }
+            guard count > 0 else { throw ValidationError("--count must be positive, not \(count)") }
+            guard prefetch >= 0 else { throw ValidationError("--prefetch must be ≥ 0, not \(prefetch)") }
         }
 
         func run() throws {
-            Runtime.threads = threads
-            guard let layout = MatterportLayout(rawValue: layout) else {
-                throw ValidationError("--layout must be skybox or stitched, not '\(self.layout)'")
-            }
-            let dataset = try Matterport3D(root: URL(fileURLWithPath: root), split: split, layout: layout,
+            threads.apply()
+            let dataset = try Matterport3D(root: URL(fileURLWithPath: root), split: split.rawValue, layout: layout,
                                            views: ViewOptions(resolution: size))
             let loader = try PanoramaLoader(source: dataset, options: LoaderOptions(seed: 0, prefetch: prefetch))
-            _ = try loader.sample(index: 0, epoch: 0)  // warm-up: grids, allocator
-            let progress = ProgressReporter(title: "loader", total: count)
-            var views = 0, done = 0
-            let start = Date(), cpuStart = processCPUSeconds()
-            do {
-                for epoch in 0... {
-                    try loader.forEach(epoch: epoch) { sample in
-                        views += sample.images.shape[0]
-                        done += 1
-                        progress.update(done)
-                        if done >= count { throw StopIteration() }
-                    }
-                }
-            } catch is StopIteration {}
-            progress.finish()
-            let seconds = Date().timeIntervalSince(start), cpu = processCPUSeconds() - cpuStart
-            // CPU time too: on a shared machine wall time also measures the neighbours.
+            let result = try loader.measureThroughput(panoramas: count, progress: ProgressReporter(title: "loader", total: count))
             print(String(format: "%d panoramas, %d views of %d² in %.2f s: %.1f views/s (%d threads, %@ layout; "
-                         + "%.3f CPU-s per view)", done, views, size, seconds, Double(views) / seconds, threads,
-                         layout.rawValue, cpu / Double(max(views, 1))))
+                         + "%.3f CPU-s per view)", result.panoramas, result.views, size, result.seconds, result.viewsPerSecond,
+                         Runtime.threads, layout.rawValue, result.cpuSecondsPerView))
         }
     }
 }
 
-/// CPU seconds (user + system) this process has used so far.
-func processCPUSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
-    let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-    return user + system
-}
-
-/// Ends a loader pass early (caught by the caller).
-private struct StopIteration: Error {}
+extension MatterportLayout: ExpressibleByArgument {}

@@ -3,6 +3,7 @@ import Evaluation
 import Experiments
 import Workflows
 import Foundation
+import Support
 import Torch
 
 struct EvalCommand: ParsableCommand {
@@ -34,7 +35,7 @@ struct EvalCommand: ParsableCommand {
     var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
     @OptionGroup var registry: RegistryOptions
-    @Option(help: "cpu, cuda, cuda:N or best (default: the run's training device).") var device: DeviceChoice?
+    @OptionGroup var device: DeviceOptions
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
@@ -42,12 +43,18 @@ struct EvalCommand: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, not \(steps)") }
         guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number ≥ 0, not \(guidance)") }
         guard (1...1024).contains(batchSize) else { throw ValidationError("--batch-size must lie in 1…1024, not \(batchSize)") }
+        if let clip, !FileManager.default.fileExists(atPath: URL(fileURLWithPath: expandEnvironment(clip)).appendingPathComponent("config.json").path) {
+            throw ValidationError("--clip: \(clip)/config.json not found (expected a transformers CLIPModel folder)")
+        }
+        if let inception, !FileManager.default.fileExists(atPath: expandEnvironment(inception)) {
+            throw ValidationError("--inception: \(inception) not found")
+        }
     }
 
     func run() throws {
         threads.apply()
+        let target = try registry.run(runName)
         let registry = try self.registry.existing()
-        let target = try Run.resolve(runName, registry: registry)
         var options = RunEvaluator.Options(
             inceptionWeights: try target.inceptionWeights(override: inception, fallback: defaultInceptionWeights))
         options.system = baseline ? .baseline : .model
@@ -56,7 +63,7 @@ struct EvalCommand: ParsableCommand {
         options.guidance = guidance
         options.seed = seed
         options.clipModel = try target.clipModel(override: clip)
-        options.device = (device ?? target.config.training.device).resolved
+        options.device = device.resolved(default: target.config.training.device)
         options.batchSize = batchSize
         let report = try RunEvaluator(run: target, split: split, options: options).evaluate(registry: registry)
 

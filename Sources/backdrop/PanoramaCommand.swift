@@ -58,9 +58,11 @@ struct PanoramaCommand: ParsableCommand {
     func run() throws {
         threads.apply()
         let source: PanoramaSource
+        var target = device.resolved()
         if let runName {
-            let run = try Run.resolve(runName, registry: registry.existing())
+            let run = try registry.run(runName)
             source = .run(run, step.map { .step($0) } ?? .latest)
+            target = device.resolved(default: run.config.training.device)
         } else {
             source = .weights(model: URL(fileURLWithPath: expandEnvironment(model!)), caa: weights.map { URL(fileURLWithPath: $0) },
                               layout: try ViewLayout.horizon(count: views, fov: fov, resolution: resolution), neighbours: neighbours)
@@ -68,7 +70,7 @@ struct PanoramaCommand: ParsableCommand {
         let perView = try prompts.map { file in
             try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         } ?? [prompt]
-        let generator = try PanoramaGenerator.load(source, baseline: baseline, device: device.device.resolved)
+        let generator = try PanoramaGenerator.load(source, baseline: baseline, device: target)
         let progress = ProgressReporter(title: baseline ? "baseline views" : "panorama", total: steps)
         let result = try generator.generate(prompts: perView, steps: steps, guidanceScale: guidance, seed: seed) { done, _ in
             progress.update(done)

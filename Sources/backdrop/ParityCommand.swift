@@ -24,49 +24,24 @@ struct ParityCommand: ParsableCommand {
 
     @Argument(help: ArgumentHelp("Case folders (or folders of case folders).", valueName: "CASE_DIR"))
     var caseDirectories: [String]
-
-    @Option(help: "Intra-op threads (default: LibTorch's own choice).")
-    var threads: Int?
+    @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         if caseDirectories.isEmpty { throw ValidationError("give at least one CASE_DIR") }
     }
 
     func run() throws {
-        if let threads { Runtime.threads = threads }
-        var cases: [URL] = []
-        for path in caseDirectories {
-            let url = URL(fileURLWithPath: path)
-            let found = Parity.cases(in: url)
-            if found.isEmpty {
-                print("\(path): FAIL  no case.json here or in its subfolders")
-                throw ExitCode(1)
-            }
-            cases += found
+        threads.apply()
+        let suite = ParitySuite(folders: caseDirectories.map { URL(fileURLWithPath: $0) })
+        if let empty = suite.foldersWithoutCases.first {
+            print("\(empty.relativePath): FAIL  no case.json here or in its subfolders")
+            throw ExitCode(1)
         }
-        var failures = 0
-        for url in cases {
-            let report = Parity.run(url)
-            print(Self.lines(report).joined(separator: "\n"))
+        let passed = suite.run { report in
+            print(report.lines.joined(separator: "\n"))
             fflush(stdout)
-            if !report.passed { failures += 1 }
         }
-        if cases.count > 1 { print("\(cases.count - failures)/\(cases.count) cases passed") }
-        if failures > 0 { throw ExitCode(1) }
-    }
-
-    static func lines(_ report: ParityReport) -> [String] {
-        func number(_ x: Double) -> String { x.isFinite ? String(format: "%.3e", x) : "\(x)" }
-        var lines = ["\(report.name) [\(report.component), atol \(report.atol), rtol \(report.rtol), "
-            + String(format: "%.1fs", report.seconds) + "]"]
-        for t in report.tensors {
-            let shape = "[" + (t.actualShape ?? t.expectedShape).map(String.init).joined(separator: ",") + "]"
-            let name = "\(report.name)/\(t.name)".padding(toLength: max(36, report.name.count + t.name.count + 2), withPad: " ", startingAt: 0)
-            var line = "  \(name) \(shape.padding(toLength: 18, withPad: " ", startingAt: 0)) max-abs \(number(t.maxAbs))  max-rel \(number(t.maxRel))  \(t.passed ? "PASS" : "FAIL")"
-            if let message = t.message { line += "  (\(message))" }
-            lines.append(line)
-        }
-        if let error = report.error { lines.append("  FAIL  \(error)") }
-        return lines
+        if suite.cases.count > 1 { print("\(passed)/\(suite.cases.count) cases passed") }
+        if passed < suite.cases.count { throw ExitCode(1) }
     }
 }

@@ -1,8 +1,5 @@
 import ArgumentParser
 import Foundation
-import Support
-import Media
-import Torch
 import VirtualBackground
 
 struct SegmentCommand: ParsableCommand {
@@ -31,59 +28,32 @@ struct SegmentCommand: ParsableCommand {
             file's keys; person = VOC class 15) and needs --model FILE.pth, a \
             torch.save(model.state_dict()) file; its input is resized to a shorter side of \
             --deeplab-size (torchvision's 520).
+
+            Threads: resampling and post-processing run on --threads; a selfie/landscape model runs \
+            LibTorch on --segmenter-threads (default 1, MediaPipe's desktop setting), deeplab on --threads.
             """
     )
 
     @Option(help: "An image (PNG/JPEG), a video (.y4m, anything ffmpeg reads) or a folder of frames.") var input: String
-    @Option(help: "The mask PNG for an image; for a video, a folder receiving one mask PNG per frame.") var out: String
+    @Option(name: [.customLong("out"), .customLong("output")],
+            help: "The mask PNG for an image; for a video, a folder receiving one mask PNG per frame.")
+    var out: String
     @OptionGroup var segmentation: SegmentationOptions
     @Flag(help: "Write the raw probabilities, without post-processing.") var raw = false
-    @Option(help: "Threads (default: the cores; see --segmenter-threads).") var threads: Int?
+    @OptionGroup var threads: ThreadOptions
 
     func run() throws {
-        segmentation.configureThreads(threads)
-        let settings = try segmentation.postProcessing()
-        let base = try segmentation.loadSegmenter()
-        let segmenter = SegmentationCache(base, detector: FrameChangeDetector(threshold: segmentation.skipThreshold))
-        let processor = MaskPostProcessor(settings)
-
-        let inputURL = URL(fileURLWithPath: input), outURL = URL(fileURLWithPath: out)
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: input, isDirectory: &isFolder) else {
-            throw ValidationError("--input \(input) does not exist")
-        }
-        if !isFolder.boolValue, ImageFormat(pathExtension: inputURL.pathExtension) != nil {
-            let image = try Image(contentsOf: inputURL).rgb8().tensor(.uint8)
-            try mask(image, segmenter, processor).write(to: outURL, format: .png)
-            return
-        }
-
-        let video = try openVideo(inputURL)
-        try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true)
-        // Frames of a folder keep their names; frames of a video file are numbered.
-        let names = (video as? ImageSequenceReader).map { reader in
-            reader.files.map { $0.deletingPathExtension().lastPathComponent + ".png" }
-        }
-        let progress = ProgressReporter(title: "segment", total: names?.count)
-        var index = 0
-        while let frame = try video.nextFrame() {
-            let name = names.map { $0[index] } ?? String(format: "frame_%06d.png", index)
-            try mask(frame, segmenter, processor).write(to: outURL.appendingPathComponent(name), format: .png)
-            index += 1
-            progress.update(index, status: "\(segmenter.skippedFrames) skipped")
+        segmentation.applyThreads(threads)
+        let export = MaskExport(input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: out),
+                                postProcessing: raw ? nil : segmentation.postProcessing,
+                                skipThreshold: segmentation.skipThreshold)
+        let progress = LazyProgress("segment")
+        let report = try export.run(segmenter: segmentation.loadSegmenter()) { done, total, skipped in
+            progress.update(done, of: total, status: "\(skipped) skipped")
         }
         progress.finish()
-        print("\(index) frames → \(outURL.path): \(segmenter.modelRuns) model runs, \(segmenter.skippedFrames) skipped as unchanged (--skip-threshold \(segmentation.skipThreshold))")
-    }
-
-    /// The 8-bit mask image of one frame.
-    private func mask(_ frame: Tensor, _ segmenter: SegmentationCache, _ processor: MaskPostProcessor) throws -> Image {
-        let mask: Tensor
-        if raw {
-            mask = try segmenter.probabilities(frame)
-        } else {
-            mask = try processor.process(segmenter.modelProbabilities(frame), height: frame.shape[1], width: frame.shape[2])
-        }
-        return try Image(tensor: mask, range: .unit)
+        guard !report.isImage else { return }
+        print("\(report.frames) frames → \(export.output.path): \(report.modelRuns) model runs, \(report.skippedFrames) skipped " +
+              "as unchanged (--skip-threshold \(segmentation.skipThreshold))")
     }
 }

@@ -3,69 +3,97 @@ import Foundation
 import Torch
 import VirtualBackground
 
-/// The segmentation model and mask post-processing options that `segment`, `track`, `call` and
-/// `demo-call` share (same flags, same defaults, same validation).
+extension SegmenterKind: ExpressibleByArgument {}
+
+/// `--threshold`: a person probability in [0, 1], or `none` for soft masks.
+struct MaskThreshold: ExpressibleByArgument, CustomStringConvertible {
+    /// nil: no threshold.
+    let value: Float?
+
+    init(_ value: Float?) { self.value = value }
+
+    init?(argument: String) {
+        if argument == "none" { value = nil } else if let number = Float(argument) { value = number } else { return nil }
+    }
+
+    var description: String { value.map { "\($0)" } ?? "none" }
+    var defaultValueDescription: String { description }
+
+    func validate() throws {
+        if let value, !(0...1).contains(value) {
+            throw ValidationError("--threshold must be a number in [0, 1] or 'none', not \(value)")
+        }
+    }
+}
+
+/// The segmentation model and mask post-processing options that `segment` and `call` share (same
+/// flags, same defaults, same validation).
 struct SegmentationOptions: ParsableArguments {
-    @Option(help: "selfie (MediaPipe general, 256×256), landscape (144×256) or deeplab.") var segmenter: String = "selfie"
+    @Option(help: "The person segmentation model.") var segmenter: SegmenterKind = .selfie
     @Option(help: "A .tflite file (selfie/landscape) instead of the fetched model; a .pth state dict (deeplab, required).")
     var model: String?
     @Option(help: "deeplab: the shorter side the frame is resized to.") var deeplabSize: Int = 520
-    @Option(help: "selfie/landscape: LibTorch's intra-op threads (MediaPipe's desktop default, 1; 0 = --threads).")
-    var segmenterThreads: Int = 1
-    @Option(help: "Person probability threshold; 'none' keeps soft masks.") var threshold: String = "0.5"
+    @OptionGroup var segmenterThreads: SegmenterThreadOptions
+    @Option(help: "Person probability threshold in [0, 1]; 'none' keeps soft masks.") var threshold = MaskThreshold(0.5)
     @Option(help: "Weight of the new frame in the temporal moving average (1 = none).") var smoothing: Float = 0.85
-    @Option(help: "Drop person blobs smaller than this fraction of the frame (0 = keep all).") var minBlob: Float = 0.05
+    @Option(help: "Drop person blobs smaller than this fraction of the frame, 0…1 (0 = keep all).") var minBlob: Float = 0.05
     @Option(help: "Feather radius in pixels (0 = hard edge).") var feather: Int = 0
     @Option(help: "Reuse the last model output while frames differ by less than this many gray levels (0 = never).")
     var skipThreshold: Double = FrameChangeDetector.defaultThreshold
 
-    var kind: SegmenterKind { SegmenterKind(rawValue: segmenter) ?? .selfie }
-
     func validate() throws {
-        guard SegmenterKind(rawValue: segmenter) != nil else {
-            throw ValidationError("--segmenter must be one of \(SegmenterKind.allCases.map(\.rawValue).joined(separator: ", ")), not '\(segmenter)'")
+        if segmenter == .deeplab, model == nil {
+            throw ValidationError("--segmenter deeplab needs --model PATH.pth: a torchvision DeepLabV3 state dict (deeplabv3_resnet50, " +
+                                  "deeplabv3_resnet101 or deeplabv3_mobilenet_v3_large, saved with torch.save(model.state_dict())); " +
+                                  "DeepLabV3 weights come in no package")
         }
-        if kind == .deeplab, model == nil {
-            throw ValidationError("--segmenter deeplab needs --model PATH.pth: a torchvision DeepLabV3 state dict (deeplabv3_resnet50, deeplabv3_resnet101 or deeplabv3_mobilenet_v3_large, saved with torch.save(model.state_dict())); DeepLabV3 weights come in no package")
-        }
-        guard skipThreshold >= 0 else { throw ValidationError("--skip-threshold must be ≥ 0, not \(skipThreshold)") }
-        guard segmenterThreads >= 0 else { throw ValidationError("--segmenter-threads must be ≥ 0, not \(segmenterThreads)") }
-        guard deeplabSize > 0 else { throw ValidationError("--deeplab-size must be positive, not \(deeplabSize)") }
+        try threshold.validate()
+        guard smoothing.isFinite else { throw ValidationError("--smoothing must be a finite number, not \(smoothing)") }
+        guard (0...1).contains(minBlob) else { throw ValidationError("--min-blob must lie in [0, 1], not \(minBlob)") }
         guard feather >= 0 else { throw ValidationError("--feather must be ≥ 0, not \(feather)") }
-        _ = try postProcessing()
+        guard skipThreshold.isFinite, skipThreshold >= 0 else {
+            throw ValidationError("--skip-threshold must be a finite number ≥ 0, not \(skipThreshold)")
+        }
+        guard deeplabSize > 0 else { throw ValidationError("--deeplab-size must be positive, not \(deeplabSize)") }
     }
 
     /// The chosen model, without the unchanged-frame cache.
     func loadSegmenter() throws -> any PersonSegmenter {
-        try kind.load(model: model.map { URL(fileURLWithPath: $0) }, deeplabResizeSize: deeplabSize)
+        try segmenter.load(model: model.map { URL(fileURLWithPath: $0) }, deeplabResizeSize: deeplabSize)
     }
 
-    /// `threads` (nil: LibTorch's default, the cores) for the Swift stages and LibTorch; then, with a
-    /// MediaPipe model, LibTorch drops to `--segmenter-threads`. Its ops are too short to gain from a
-    /// second thread (4.7 ms at 256² on one thread and on two, 2 cores), while a second thread's
-    /// wake-ups and barriers cost the other stages a core and stall every op when the host is busy
-    /// (segmentation inside the call: 13–15 ms on one thread, 44–48 ms on two, same busy host).
-    func configureThreads(_ threads: Int?) {
-        configureCallThreads(threads, segmenterThreads: kind == .deeplab ? 0 : segmenterThreads)
+    /// `threads` for LibTorch and the Swift stages, then `--segmenter-threads` for a MediaPipe model
+    /// (DeepLab's large convolutions keep `--threads`).
+    func applyThreads(_ threads: ThreadOptions) {
+        segmenterThreads.apply(after: threads, mediaPipe: segmenter != .deeplab)
     }
 
-    func postProcessing() throws -> MaskPostProcessing {
-        var settings = MaskPostProcessing(temporalSmoothing: smoothing, minBlobFraction: minBlob, featherRadius: feather)
-        if threshold == "none" {
-            settings.threshold = nil
-        } else {
-            guard let value = Float(threshold), (0...1).contains(value) else {
-                throw ValidationError("--threshold must be a number in [0, 1] or 'none', not '\(threshold)'")
-            }
-            settings.threshold = value
-        }
-        return settings
+    var postProcessing: MaskPostProcessing {
+        MaskPostProcessing(threshold: threshold.value, temporalSmoothing: smoothing, minBlobFraction: minBlob, featherRadius: feather)
     }
 }
 
-/// See `SegmentationOptions.configureThreads`; `segmenterThreads` 0 keeps LibTorch at `threads`.
-func configureCallThreads(_ threads: Int?, segmenterThreads: Int) {
-    if let threads { Runtime.threads = threads }
-    Parallel.threads = Runtime.threads
-    if segmenterThreads > 0 { Runtime.threads = segmenterThreads }
+/// `--segmenter-threads`: LibTorch's threads while a MediaPipe selfie model segments the frames of
+/// `segment`, `track`, `call` and `demo-call`, whose own stages run on `--threads`.
+///
+/// The model's ops are too short to gain from a second thread (4.7 ms at 256² on one thread and on
+/// two, 2 cores), while a second thread's wake-ups and barriers cost the other stages a core and
+/// stall every op when the host is busy (segmentation inside the call: 13–15 ms on one thread,
+/// 44–48 ms on two, same busy host). So the default is 1, MediaPipe's desktop default.
+struct SegmenterThreadOptions: ParsableArguments {
+    @Option(help: "selfie/landscape: LibTorch's threads (MediaPipe's desktop default, 1; 0 = --threads).")
+    var segmenterThreads: Int = 1
+
+    func validate() throws {
+        guard (0...1024).contains(segmenterThreads) else {
+            throw ValidationError("--segmenter-threads must lie in 0…1024, not \(segmenterThreads)")
+        }
+    }
+
+    /// `threads.apply()` (LibTorch and Backdrop's loops), then, when a MediaPipe model runs,
+    /// LibTorch alone drops to `--segmenter-threads` (0 keeps it at `--threads`).
+    func apply(after threads: ThreadOptions, mediaPipe: Bool = true) {
+        threads.apply()
+        if mediaPipe, segmenterThreads > 0 { Runtime.threads = segmenterThreads }
+    }
 }

@@ -107,9 +107,11 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.output.contains("no run named 'nope'") && unknown.output.contains("runs.sqlite"), unknown.output)
         try backdrop(["train", "eval.yaml", "--registry", "runs.sqlite", "--threads", "2"])
+        // The split is a typed option: an unknown one is refused with the allowed values, before any work.
         let split = try backdrop(["eval", "--run", "eval_e2e", "--split", "val", "--registry", "runs.sqlite"], expectSuccess: false)
         XCTAssertNotEqual(split.status, 0)
-        XCTAssertTrue(split.output.contains("val.npy"), split.output)
+        XCTAssertTrue(split.output.contains("'val'") && split.output.contains("'train'") && split.output.contains("'test'"),
+                      split.output)
         let weights = try backdrop(["eval", "--run", "eval_e2e", "--inception", "missing.pt", "--registry", "runs.sqlite",
                                     "--limit", "1", "--steps", "1", "--device", "cpu"], expectSuccess: false)
         XCTAssertTrue(weights.output.contains("missing.pt"), weights.output)

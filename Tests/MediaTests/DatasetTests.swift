@@ -329,6 +329,11 @@ final class DatasetTests: XCTestCase {
         for (a, b) in zip(r, expected) { XCTAssertEqual(a, b, accuracy: 1e-6) }
         XCTAssertEqual(views[1]["K"] as? [Double], [20, 0, 19.5, 0, 20, 19.5, 0, 0, 1])
         XCTAssertEqual(json?["panorama"] as? String, sample.panoramaID)
+        // The one cameras.json schema, read back by its one reader.
+        let file = try CamerasFile.read(out)
+        XCTAssertEqual(try file.layout(), sample.layout)
+        XCTAssertEqual(file.views.map(\.yawDeg), sample.yaws.map { $0 }, "yaw_deg per view")
+        XCTAssertEqual(file.yawOffsetDeg, sample.yawOffset)
         let prompts = try String(contentsOf: out.appendingPathComponent("prompts.txt"), encoding: .utf8)
         XCTAssertEqual(prompts.split(separator: "\n").map(String.init), sample.prompts)
     }

@@ -76,6 +76,30 @@ final class GeometryTests: XCTestCase {
         assertClose(locked.rotation.rowMajor, Orientation(yaw: 30, pitch: 90).rotation.rowMajor, "gimbal lock")
     }
 
+    /// Matrix3: products, inverse and the tensor round trip agree with LibTorch; files with a wrong
+    /// count or a non-finite entry are refused.
+    func testMatrix3AgreesWithTensorsAndRefusesBadInput() throws {
+        let a = Orientation(yaw: 20, pitch: -10, roll: 5).rotation
+        let k = Matrix3(rowMajor: PinholeCamera(fov: 70, size: 64).intrinsicsValues)
+        let product = try (a * k).tensor(dtype: .float64)
+        XCTAssertLessThan(try TestSupport.maxAbsDifference(product, a.tensor(dtype: .float64).matmul(k.tensor(dtype: .float64))), 1e-12)
+        let inverse = try XCTUnwrap(k.inverse)
+        XCTAssertLessThan(try TestSupport.maxAbsDifference(inverse.tensor(dtype: .float64), Linalg.inv(k.tensor(dtype: .float64))), 1e-12)
+        XCTAssertNil(Matrix3(.zero, .zero, .zero).inverse)
+        XCTAssertEqual(try Matrix3.unstack(Matrix3.stack([a, k], dtype: .float64)), [a, k])
+        XCTAssertEqual(a.angle(to: Orientation(yaw: 25, pitch: -10, roll: 5).rotation), 5, accuracy: 0.5)
+        XCTAssertThrowsError(try JSONDecoder().decode(Matrix3.self, from: Data("[1, 2, 3]".utf8)))
+        XCTAssertThrowsError(try Matrix3(Tensor([1, 0, 0, 0, .nan, 0, 0, 0, 1] as [Double], shape: [3, 3])))
+        // A view layout is a value: equal cameras hash equal, and a yaw offset leaves the canonical form.
+        let layout = try ViewLayout.horizon(count: 6, fov: 80, resolution: 32, yawOffset: 17)
+        XCTAssertEqual(layout.count, 6)
+        XCTAssertEqual(layout.yaws, [17, 77, 137, 197, 257, 317].map { Double($0) }, accuracy: 1e-9)
+        XCTAssertEqual(layout.camera, PinholeCamera(fov: 80, size: 32))
+        XCTAssertEqual(Set([layout, try ViewLayout.horizon(count: 6, fov: 80, resolution: 32, yawOffset: 17)]).count, 1)
+        XCTAssertEqual(layout.canonical(), try ViewLayout.horizon(count: 6, fov: 80, resolution: 32).canonical())
+        XCTAssertThrowsError(try ViewLayout.horizon(count: 6, fov: 180, resolution: 32))
+    }
+
     func testNearestRotation() throws {
         let r = try Orientation(yaw: 20, pitch: -10, roll: 5).matrix(dtype: .float64)
         let noisy = try r + Tensor.randn([3, 3], dtype: .float64, generator: Generator(seed: 1)) * 0.01

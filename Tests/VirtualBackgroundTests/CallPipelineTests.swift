@@ -105,7 +105,7 @@ final class CallPipelineTests: XCTestCase {
         try writer.finish()
         let output = folder.appendingPathComponent("out.y4m"), csv = folder.appendingPathComponent("rotations.csv")
         let run = try TestSupport.runBackdrop(["call", "--background", TestSupport.asset("panoramas/courtyard.png").path,
-                                               "--input", input.path, "--output", output.path, "--rotations", csv.path])
+                                               "--input", input.path, "--out", output.path, "--rotations", csv.path])
         XCTAssertEqual(run.status, 0, run.output)
         XCTAssertTrue(run.output.contains("end to end"), run.output)
         let reader = try openVideo(output)
@@ -118,6 +118,7 @@ final class CallPipelineTests: XCTestCase {
         XCTAssertEqual(lines.count, 7)
         XCTAssertEqual(lines[1], "0,0.0000,0.0000,0.0000")
 
+        // --output is the other name of --out.
         let bad = try TestSupport.runBackdrop(["call", "--background", folder.appendingPathComponent("missing.png").path,
                                                "--input", input.path, "--output", output.path])
         XCTAssertNotEqual(bad.status, 0)

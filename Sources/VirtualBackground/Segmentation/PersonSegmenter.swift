@@ -37,7 +37,7 @@ public enum SegmenterKind: String, CaseIterable, Sendable, CustomStringConvertib
             return try Segmenter(self == .selfie ? .selfie : .landscape)
         case .deeplab:
             guard let model else {
-                throw SegmentationError("the deeplab segmenter needs a model file: a torchvision DeepLabV3 state dict saved with torch.save(model.state_dict()) (deeplabv3_resnet50, deeplabv3_resnet101 or deeplabv3_mobilenet_v3_large), given with --model PATH.pth")
+                throw SegmentationError("the deeplab segmenter needs a model file: a torchvision DeepLabV3 state dict saved with torch.save(model.state_dict()) (deeplabv3_resnet50, deeplabv3_resnet101 or deeplabv3_mobilenet_v3_large)")
             }
             return try DeepLabSegmenter(contentsOf: model, resizeSize: deeplabResizeSize)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Torch
 
 /// A segmentation input or setting that cannot be used; the message says which and why.
@@ -40,12 +41,7 @@ public final class Segmenter {
     }
 
     /// `$BACKDROP_ASSETS/models`, or `~/.cache/backdrop/assets/models` (where `make setup` puts them).
-    public static var defaultModelsDirectory: URL {
-        let environment = ProcessInfo.processInfo.environment
-        let assets = environment["BACKDROP_ASSETS"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/backdrop/assets").path
-        return URL(fileURLWithPath: assets).appendingPathComponent("models")
-    }
+    public static var defaultModelsDirectory: URL { Assets.root.appendingPathComponent("models") }
 
     public let graph: TFLiteGraph
     /// The model's input size.
