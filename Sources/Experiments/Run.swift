@@ -77,26 +77,34 @@ public struct Run: Sendable {
 
     static let descriptionFile = "run.json"
 
-    /// `run.json`: what `Run(folder:)` needs to resolve the run without the registry.
-    struct Description: Codable {
+    /// `run.json`: what `Run(folder:)` needs to resolve the run without the registry —
+    /// `{"config": {…the config with its defaults…}, "working_directory": "/path"}`.
+    struct Description {
         var config: String
         var workingDirectory: URL
 
         static func read(from folder: URL) throws -> Description {
             let url = folder.appendingPathComponent(Run.descriptionFile)
+            let object: Any
             do {
-                return try JSONDecoder().decode(Description.self, from: Data(contentsOf: url))
+                object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
             } catch {
                 throw TorchError("\(url.path): not a readable run description (\(error.localizedDescription))")
             }
+            guard let fields = object as? [String: Any], let config = fields["config"] as? [String: Any],
+                  let directory = fields["working_directory"] as? String else {
+                throw TorchError("\(url.path): a run description needs 'config' (a mapping) and 'working_directory' (a path)")
+            }
+            let text = String(decoding: try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]), as: UTF8.self)
+            return Description(config: text, workingDirectory: URL(fileURLWithPath: directory, isDirectory: true))
         }
     }
 
     /// Writes `run.json` into the run folder (training does, before its first step).
     public func writeDescription() throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(Description(config: try config.json(), workingDirectory: workingDirectory))
+        let config = try JSONSerialization.jsonObject(with: Data(config.json().utf8))
+        let data = try JSONSerialization.data(withJSONObject: ["config": config, "working_directory": workingDirectory.path],
+                                              options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try writeAtomically(to: directory.appendingPathComponent(Self.descriptionFile)) { try data.write(to: $0) }
     }
 

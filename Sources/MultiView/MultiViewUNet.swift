@@ -60,6 +60,16 @@ public final class MultiViewUNet: Module {
         }
     }
 
+    /// `loadCAA` from a safetensors file; errors name the file.
+    @discardableResult
+    public func loadCAA(contentsOf url: URL, strict: Bool = true) throws -> StateDictReport {
+        do {
+            return try loadCAA(SafetensorsFile(url: url).loadAll(), strict: strict)
+        } catch {
+            throw TorchError("\(url.path): \(error)")
+        }
+    }
+
     /// `sample` `[B·V, 4, h, w]`, `timestep` `[B·V]` or `[B]` (one per panorama) or a scalar,
     /// `context` `[B·V, 77, D]` → the noise prediction `[B·V, 4, h, w]`.
     /// `layout`: the cameras of each panorama's views (the panoramas of a batch share it up to a

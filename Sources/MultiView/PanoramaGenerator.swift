@@ -136,7 +136,7 @@ extension PanoramaGenerator {
                 let scale = pipeline.vaeScaleFactor
                 model = try MultiViewUNet(unet: pipeline.unet, imageSizePerLatent: scale, latentSize: layout.resolution / scale,
                                           neighbours: neighbours)
-                try model?.loadCAA(SafetensorsFile(url: caa).loadAll())
+                try model?.loadCAA(contentsOf: caa)
             }
             return try PanoramaGenerator(pipeline: pipeline, model: model, layout: layout)
         }

@@ -33,10 +33,15 @@ extension Run {
     public func trainedModel(unet: UNet2DConditionModel, vaeScale: Int,
                              checkpoint selection: CheckpointSelection = .latest) throws -> (MultiViewUNet, CheckpointStore.Checkpoint) {
         let checkpoint = try self.checkpoint(selection)
+        return (try trainedModel(unet: unet, vaeScale: vaeScale, checkpoint: checkpoint), checkpoint)
+    }
+
+    /// The run's multi-view model with `checkpoint`'s CAA weights (strictly loaded), for inference.
+    public func trainedModel(unet: UNet2DConditionModel, vaeScale: Int, checkpoint: CheckpointStore.Checkpoint) throws -> MultiViewUNet {
         let model = try multiViewModel(unet: unet, vaeScale: vaeScale)
-        try model.loadCAA(SafetensorsFile(url: checkpoint.weights).loadAll())
+        try model.loadCAA(contentsOf: checkpoint.weights)
         model.eval()
-        return (model, checkpoint)
+        return model
     }
 }
 

@@ -248,11 +248,7 @@ public final class Trainer {
     }
 
     func restore(_ checkpoint: CheckpointStore.Checkpoint) throws -> TrainingState {
-        do {
-            try model.loadCAA(SafetensorsFile(url: checkpoint.weights).loadAll())
-        } catch {
-            throw TorchError("\(checkpoint.weights.path): \(error)")
-        }
+        try model.loadCAA(contentsOf: checkpoint.weights)
         try optimizer.load(from: checkpoint.optimizer)
         schedule.restore(lastEpoch: checkpoint.state.schedulerSteps)
         try generator.setState(SafetensorsFile(url: checkpoint.rng).tensor("generator"))

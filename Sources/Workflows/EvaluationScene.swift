@@ -80,7 +80,8 @@ public struct GeneratedViewStore {
         return try Tensor.stack(views)
     }
 
-    /// Writes a scene's views `[V, 3, H, W]` uint8, its stitched panorama (for looking at) and settings.
+    /// Writes a scene's views `[V, 3, H, W]` uint8, its stitched panorama (for looking at), settings
+    /// and cameras.json.
     public func save(_ scene: EvaluationScene, views: Tensor, panorama: Tensor?, settings: Settings) throws {
         let final = folder.appendingPathComponent(scene.folderName)
         let staging = folder.appendingPathComponent(".\(scene.folderName).\(UUID().uuidString).tmp")
@@ -95,6 +96,7 @@ public struct GeneratedViewStore {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(settings).write(to: staging.appendingPathComponent("generation.json"))
+            try CamerasFile(layout: scene.layout, panorama: scene.identifier, yawOffset: 0).write(into: staging)
             if FileManager.default.fileExists(atPath: final.path) { try FileManager.default.removeItem(at: final) }
             try FileManager.default.moveItem(at: staging, to: final)
         } catch {

@@ -169,11 +169,7 @@ public final class RunEvaluator {
         guard !missing.isEmpty else { return (stored.map { $0! }, 0) }
 
         let pipeline = try StableDiffusionPipeline.load(from: run.baseModel, scheduler: .ddim, device: options.device)
-        var model: MultiViewUNet?
-        if let checkpoint {
-            model = try run.multiViewModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor)
-            try model?.loadCAA(SafetensorsFile(url: checkpoint.weights).loadAll())
-        }
+        let model = try checkpoint.map { try run.trainedModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor, checkpoint: $0) }
         let generator = try PanoramaGenerator(pipeline: pipeline, model: model, layout: run.layout())
         let progress = ProgressReporter(title: "generate (\(options.system.rawValue))", total: missing.count * options.steps)
         let steps = options.steps

@@ -2,6 +2,7 @@ import BackdropTestSupport
 import Datasets
 import Experiments
 import Foundation
+import Geometry
 import Media
 import Torch
 import XCTest
@@ -76,6 +77,11 @@ final class EvalCommandTests: XCTestCase {
         let views = workspace.appendingPathComponent("run/eval/test/model-step-00000002")
         let scene = try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: views.path).first { !$0.hasPrefix(".") })
         let pngs = try (0..<8).map { try Image(contentsOf: views.appendingPathComponent("\(scene)/view_\($0).png")).rgb8().tensor(.uint8) }
+        // The stored views carry their cameras in the one cameras.json schema.
+        let cameras = try CamerasFile.read(views.appendingPathComponent(scene))
+        XCTAssertEqual(cameras.views.count, 8)
+        for (i, view) in cameras.views.enumerated() { XCTAssertEqual(view.yawDeg, Double(i) * 45, accuracy: 1e-4) }
+        XCTAssertEqual(cameras.yawOffsetDeg, 0)
         let file = workspace.appendingPathComponent("views.safetensors")
         try Safetensors.save(["views": Tensor.stack(pngs).unsqueeze(0), "yaws": Tensor((0..<8).map { Double($0) * 45 }, shape: [8]),
                               "fov": Tensor([90.0], shape: [1])], to: file)
@@ -106,6 +112,8 @@ final class EvalCommandTests: XCTestCase {
         let unknown = try backdrop(["eval", "--run", "nope", "--registry", "runs.sqlite"], expectSuccess: false)
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.output.contains("no run named 'nope'") && unknown.output.contains("runs.sqlite"), unknown.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: workspace.appendingPathComponent("runs.sqlite").path),
+                       "a read-only command creates no registry")
         try backdrop(["train", "eval.yaml", "--registry", "runs.sqlite", "--threads", "2"])
         // The split is a typed option: an unknown one is refused with the allowed values, before any work.
         let split = try backdrop(["eval", "--run", "eval_e2e", "--split", "val", "--registry", "runs.sqlite"], expectSuccess: false)
