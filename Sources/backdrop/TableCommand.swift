@@ -15,19 +15,20 @@ struct TableCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Comma-separated run names (default: every run with evaluations).") var runs: String?
+    @Option(help: "Comma-separated run names (default: every run with evaluations).",
+            transform: { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } })
+    var runs: [String]?
     @Option(help: "md, csv or latex.") var format: ResultsTable.Format = .md
-    @Option(help: "Dataset split of the evaluations.") var split: String = "test"
+    @Option(help: "Dataset split of the evaluations.") var split: RunConfig.Split = .test
     @OptionGroup var registry: RegistryOptions
     @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String = "results/tables"
     @Flag(help: "Leave out the published rows.") var noPublished = false
 
     func run() throws {
-        let names = runs.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-        let table = try ResultsTable.fromRegistry(registry.existing(), runNames: names,
-                                                  split: split, includePublished: !noPublished)
+        let table = try ResultsTable.fromRegistry(registry.existing(), runNames: runs,
+                                                  split: split.rawValue, includePublished: !noPublished)
         if !table.rows.contains(where: { !$0.published }) {
-            FileHandle.standardError.write(Data("warning: no evaluations on the \(split) split in \(registry.registry) (run `backdrop eval`)\n".utf8))
+            FileHandle.standardError.write(Data("warning: no evaluations on the \(split.rawValue) split in \(registry.registry) (run `backdrop eval`)\n".utf8))
         }
         let files = try table.write(to: URL(fileURLWithPath: out))
         print(table.render(format), terminator: "")
