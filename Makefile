@@ -13,13 +13,14 @@ export BACKDROP_CACHE := $(CACHE)
 ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
-APT_PACKAGES := libtorch-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg
+# With LIBTORCH set the build uses that LibTorch only, so Debian's libtorch-dev is not installed.
+APT_PACKAGES := $(if $(LIBTORCH),,libtorch-dev) libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test test-libtorch2 bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -145,6 +146,35 @@ build: setup
 test: setup
 	swift build --build-tests $(SWIFT_BUILD_FLAGS)
 	swift test --skip-build --disable-swift-testing $(SWIFT_BUILD_FLAGS)
+
+# The LibTorch inside PyPI's torch wheel (2.15.0, built for CUDA 13), with the CUDA runtime and CUPTI
+# that its CPU library loads (tools/fetch_libtorch2.sh; hash-checked, unpacked into the cache, never
+# installed into a Python). `make test-libtorch2` builds Backdrop against it in .build-libtorch2 and runs
+# the whole suite on the CPU; BACKDROP_EXPECT_LIBTORCH makes LibTorchBuildTests check that the binary
+# really runs on it. Default CI stays on Debian's 1.13 (`make test`).
+LIBTORCH2_VERSION := 2.15.0
+LIBTORCH2_ROOT := $(CACHE)/libtorch-$(LIBTORCH2_VERSION)
+LIBTORCH2 := $(LIBTORCH2_ROOT)/torch
+LIBTORCH2_BUILD := LIBTORCH=$(LIBTORCH2) swift build --scratch-path .build-libtorch2
+$(LIBTORCH2_ROOT)/.ready: tools/fetch_libtorch2.sh | venv
+	@PYTHON=$(PY) tools/fetch_libtorch2.sh $(CACHE) >/dev/null
+test-libtorch2: setup $(LIBTORCH2_ROOT)/.ready
+	$(LIBTORCH2_BUILD) --build-tests $(SWIFT_BUILD_FLAGS)
+	.build-libtorch2/debug/backdrop info
+	BACKDROP_EXPECT_LIBTORCH=$(LIBTORCH2) BACKDROP_EXPECT_LIBTORCH_VERSION=$(LIBTORCH2_VERSION) \
+	  LIBTORCH=$(LIBTORCH2) swift test --scratch-path .build-libtorch2 --skip-build --disable-swift-testing $(SWIFT_BUILD_FLAGS)
+
+# Swift on LibTorch 2.15 beside Swift on 1.13, same machine, same run: the default workloads (op overhead,
+# UNet, …) and the CAA training step, each with PyTorch 1.13 eager as the reference half. (The 2.15
+# wheel's own Python needs its whole CUDA wheel set, ≈ 3 GB, just to import, so its eager side is not
+# run here.)
+bench-libtorch2: setup $(LIBTORCH2_ROOT)/.ready
+	swift build $(RELEASE) --product backdrop-bench
+	$(LIBTORCH2_BUILD) $(RELEASE) --product backdrop-bench
+	@echo "== Swift on LibTorch 1.13"; .build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
+	@echo "== Swift on LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
+	@echo "== CAA step, LibTorch 1.13"; .build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
+	@echo "== CAA step, LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
 
 # The main job on the embedded default: synthetic rooms → CAA training (smoke config, tiny SD) →
 # panoramas with the trained CAA and with the baseline → evaluation of both on the 2 test panoramas

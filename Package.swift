@@ -2,25 +2,59 @@
 import Foundation
 import PackageDescription
 
-// LibTorch location. Debian's `libtorch-dev` by default; `LIBTORCH=/path/to/libtorch` switches to an
-// official libtorch zip or a PyTorch wheel's `torch/` folder (CPU or CUDA).
+// LibTorch: Debian's `libtorch-dev` by default; `LIBTORCH=/path` switches to exactly the LibTorch at
+// that path (an official libtorch zip or a PyTorch wheel's `torch/` folder, CPU or CUDA). Everything
+// about the build follows the LibTorch it is pointed at (README, "GPU and current PyTorch"):
+// - the C++ standard its headers need: C++17 for 1.x, C++20 for 2.x (read from its version header);
+// - its libraries linked by their full paths, so that no same-named library elsewhere on the link
+//   line (Debian's, under -L/usr/lib/...) can be picked instead;
+// - its C++ ABI (`_GLIBCXX_USE_CXX11_ABI`), from its CMake config unless LIBTORCH_CXX11_ABI says;
+// - `libtorch_cuda` (whose static initialisers register the CUDA kernels) only where it can load: when
+//   LIBTORCH_CUDA=1, or by default when the NVIDIA driver is installed. A CPU machine can then load a
+//   CUDA wheel's LibTorch, which needs only the CUDA runtime and CUPTI libraries beside it.
 let environment = ProcessInfo.processInfo.environment
 let libtorch = environment["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 }
-// Debian builds with the C++11 ABI; pre-cxx11 libtorch builds need LIBTORCH_CXX11_ABI=0.
-let cxx11ABI = environment["LIBTORCH_CXX11_ABI"] ?? "1"
+let fileManager = FileManager.default
 
-var torchIncludeFlags: [String] = []
-var torchLinkFlags: [String] = []
-if let root = libtorch {
-    torchIncludeFlags = ["-I\(root)/include", "-I\(root)/include/torch/csrc/api/include"]
-    torchLinkFlags = ["-L\(root)/lib", "-Xlinker", "-rpath", "-Xlinker", "\(root)/lib"]
-    // CUDA kernels register themselves from static initialisers: keep libtorch_cuda even though
-    // no symbol of it is referenced directly.
-    if FileManager.default.fileExists(atPath: "\(root)/lib/libtorch_cuda.so") {
-        torchLinkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-Xlinker", "--as-needed"]
+/// The LibTorch's major version from its version header (`TORCH_VERSION_MAJOR`).
+func libtorchMajorVersion(include: String) -> Int? {
+    for header in ["torch/headeronly/version.h", "torch/csrc/api/include/torch/version.h"] {
+        guard let text = try? String(contentsOfFile: "\(include)/\(header)", encoding: .utf8) else { continue }
+        for line in text.split(separator: "\n") where line.contains("#define TORCH_VERSION_MAJOR") {
+            if let value = line.split(separator: " ").last.flatMap({ Int($0) }) { return value }
+        }
     }
+    return nil
+}
+
+let torchInclude = libtorch.map { "\($0)/include" } ?? "/usr/include"
+let torchMajor = libtorchMajorVersion(include: torchInclude) ?? 1
+let torchCxxStandard = torchMajor >= 2 ? "c++20" : "c++17"
+let cxx11ABI: String = environment["LIBTORCH_CXX11_ABI"] ?? {
+    let config = libtorch.map { "\($0)/share/cmake/Torch/TorchConfig.cmake" } ?? ""
+    let text = (try? String(contentsOfFile: config, encoding: .utf8)) ?? ""
+    return text.contains("_GLIBCXX_USE_CXX11_ABI=0") ? "0" : "1"
+}()
+
+var torchIncludeFlags = ["-I\(torchInclude)/torch/csrc/api/include"]
+var torchLinkFlags: [String] = []
+var torchLibraries: [LinkerSetting] = []
+if let root = libtorch {
+    torchIncludeFlags = ["-I\(root)/include"] + torchIncludeFlags
+    let lib = "\(root)/lib"
+    torchLinkFlags = ["-Xlinker", "-rpath", "-Xlinker", lib]
+    let driverPresent = ["/usr/lib/x86_64-linux-gnu/libcuda.so.1", "/usr/lib64/libcuda.so.1", "/usr/lib/libcuda.so.1",
+                         "/usr/lib/aarch64-linux-gnu/libcuda.so.1", "/usr/lib/wsl/lib/libcuda.so.1"]
+        .contains { fileManager.fileExists(atPath: $0) }
+    let wantCUDA = environment["LIBTORCH_CUDA"].map { $0 == "1" } ?? driverPresent
+    if wantCUDA, fileManager.fileExists(atPath: "\(lib)/libtorch_cuda.so") {
+        torchLinkFlags += ["-Xlinker", "--no-as-needed", "-Xlinker", "\(lib)/libtorch_cuda.so", "-Xlinker", "--as-needed"]
+    }
+    // libtorch.so itself only pulls in libtorch_cpu (and, in CUDA builds, libtorch_cuda): the
+    // bridge's symbols live in libtorch_cpu and libc10.
+    torchLinkFlags += ["-Xlinker", "\(lib)/libtorch_cpu.so", "-Xlinker", "\(lib)/libc10.so"]
 } else {
-    torchIncludeFlags = ["-I/usr/include/torch/csrc/api/include"]
+    torchLibraries = [.linkedLibrary("torch"), .linkedLibrary("torch_cpu"), .linkedLibrary("c10")]
 }
 
 let package = Package(
@@ -41,15 +75,10 @@ let package = Package(
         .target(
             name: "CTorch",
             cxxSettings: [
-                .unsafeFlags(torchIncludeFlags + ["-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=\(cxx11ABI)", "-Wno-deprecated-declarations"]),
+                .unsafeFlags(torchIncludeFlags + ["-std=\(torchCxxStandard)", "-D_GLIBCXX_USE_CXX11_ABI=\(cxx11ABI)",
+                                                  "-Wno-deprecated-declarations"]),
             ],
-            linkerSettings: [
-                .unsafeFlags(torchLinkFlags),
-                .linkedLibrary("torch"),
-                .linkedLibrary("torch_cpu"),
-                .linkedLibrary("c10"),
-                .linkedLibrary("stdc++"),
-            ]
+            linkerSettings: [.unsafeFlags(torchLinkFlags)] + torchLibraries + [.linkedLibrary("stdc++")]
         ),
         // libhdf5 (Debian's serial build): its type constants are run-time globals behind macros.
         .target(
@@ -113,5 +142,5 @@ let package = Package(
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
     ],
     swiftLanguageModes: [.v5],
-    cxxLanguageStandard: .cxx17
+    cxxLanguageStandard: torchMajor >= 2 ? .cxx20 : .cxx17
 )

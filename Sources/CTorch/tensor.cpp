@@ -4,12 +4,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/EmptyTensor.h>
 #include <ATen/TracerMode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <cmath>
 #include <cstring>
+#include <dlfcn.h>
 #include <sstream>
 
 namespace {
@@ -81,6 +83,24 @@ void bd_clear_error(void) {
 }
 void bd_set_error(const char *message) { bd::set_error(message ? message : "error"); }
 const char *bd_version(void) { return TORCH_VERSION; }
+const char *bd_library_path(void) {
+  // The shared object that defines ATen's context: libtorch_cpu of the LibTorch actually loaded.
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void *>(&at::globalContext), &info) != 0 && info.dli_fname) return info.dli_fname;
+  return "";
+}
+int bd_cxx11_abi(void) { return _GLIBCXX_USE_CXX11_ABI; }
+int bd_cuda_versions(long *cudart, long *cudnn) {
+  try {
+    const auto &hooks = at::detail::getCUDAHooks();
+    if (!hooks.hasCUDART()) return -1;
+    *cudart = hooks.versionCUDART();
+    *cudnn = hooks.hasCuDNN() ? hooks.versionCuDNN() : 0;
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
 int bd_cuda_device_count(void) {
   try {
     return static_cast<int>(torch::cuda::device_count());

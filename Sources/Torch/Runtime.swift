@@ -5,6 +5,23 @@ public enum Runtime {
     /// LibTorch's version string, e.g. "1.13.1".
     public static var libtorchVersion: String { String(cString: bd_version()) }
 
+    /// The loaded `libtorch_cpu` library file: shows which LibTorch the binary really runs on.
+    public static var libtorchLibrary: String { String(cString: bd_library_path()) }
+
+    /// Whether LibTorch (and the bridge) use the C++11 ABI of libstdc++ (`_GLIBCXX_USE_CXX11_ABI=1`).
+    public static var usesCXX11ABI: Bool { bd_cxx11_abi() == 1 }
+
+    /// The CUDA runtime and cuDNN versions of the loaded LibTorch's CUDA part as (major, minor) pairs;
+    /// nil without one (a CPU LibTorch, or a CUDA LibTorch whose CUDA library was not linked).
+    public static var cudaVersions: (runtime: (Int, Int), cudnn: (Int, Int, Int)?)? {
+        var runtime = 0, cudnn = 0
+        guard bd_cuda_versions(&runtime, &cudnn) == 0 else { return nil }
+        // CUDART_VERSION is major·1000 + minor·10; cuDNN ≥ 9 is major·10000 + minor·100 + patch,
+        // cuDNN 8 major·1000 + minor·100 + patch.
+        let split = cudnn >= 90000 ? (cudnn / 10000, cudnn / 100 % 100, cudnn % 100) : (cudnn / 1000, cudnn / 100 % 10, cudnn % 100)
+        return ((runtime / 1000, runtime % 1000 / 10), cudnn > 0 ? split : nil)
+    }
+
     /// Number of CUDA devices usable by the linked LibTorch (0 for a CPU-only build).
     public static var cudaDeviceCount: Int { Int(bd_cuda_device_count()) }
 

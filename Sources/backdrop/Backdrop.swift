@@ -12,7 +12,7 @@ struct Backdrop: ParsableCommand {
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the linked LibTorch: version, devices, threads and default dtype.",
+        abstract: "Show the linked LibTorch: where it is, version, C++ ABI, CUDA and cuDNN, devices, threads, default dtype.",
         discussion: "With --threads, the thread count is set first, so the report shows what other commands would use."
     )
 
@@ -22,7 +22,15 @@ struct Info: ParsableCommand {
         threads.apply()
         let cuda = Runtime.cudaDeviceCount
         print("LibTorch      \(Runtime.libtorchVersion)")
-        print("devices       cpu" + (cuda > 0 ? ", cuda × \(cuda)" : " (no CUDA in this LibTorch build or no GPU)"))
+        print("library       \(Runtime.libtorchLibrary)")
+        print("C++ ABI       " + (Runtime.usesCXX11ABI ? "C++11 (_GLIBCXX_USE_CXX11_ABI=1)" : "pre-C++11 (_GLIBCXX_USE_CXX11_ABI=0)"))
+        if let versions = Runtime.cudaVersions {
+            let cudnn = versions.cudnn.map { "\($0.0).\($0.1).\($0.2)" } ?? "none"
+            print("CUDA          runtime \(versions.runtime.0).\(versions.runtime.1), cuDNN \(cudnn)")
+        } else {
+            print("CUDA          none loaded (a CPU LibTorch, or its CUDA library was not linked: see LIBTORCH_CUDA)")
+        }
+        print("devices       cpu" + (cuda > 0 ? ", cuda × \(cuda)" : " (no CUDA device usable)"))
         print("best device   \(Device.best)")
         print("threads       \(Runtime.threads)")
         print("default dtype \(Runtime.defaultDType)")

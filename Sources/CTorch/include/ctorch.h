@@ -21,6 +21,13 @@ const char *bd_last_error(void);
 void bd_clear_error(void);
 const char *bd_version(void);
 int bd_cuda_device_count(void);
+// The file of the loaded libtorch_cpu library ("" when unknown).
+const char *bd_library_path(void);
+// The C++ ABI the bridge (and so the LibTorch it links) was built with: 1 for the C++11 ABI.
+int bd_cxx11_abi(void);
+// The CUDA runtime and cuDNN versions of the loaded LibTorch's CUDA part (e.g. 13020, 92600; cuDNN 0
+// when absent); -1 when no CUDA part is loaded (a CPU build, or libtorch_cuda not linked).
+int bd_cuda_versions(long *cudart, long *cudnn);
 void bd_set_num_threads(int n);
 int bd_get_num_threads(void);
 int bd_set_default_dtype(int dtype);
