@@ -41,16 +41,6 @@ public struct Matrix3: Hashable, Sendable, Codable, CustomStringConvertible {
         Matrix3(SIMD3(row0.x, row1.x, row2.x), SIMD3(row0.y, row1.y, row2.y), SIMD3(row0.z, row1.z, row2.z))
     }
 
-    public var determinant: Double { (row0 * cross(row1, row2)).sum() }
-
-    /// The true inverse (adjugate over determinant); nil when singular.
-    public var inverse: Matrix3? {
-        let det = determinant
-        guard det != 0, det.isFinite else { return nil }
-        // Columns of the inverse are the cross products of the rows, divided by the determinant.
-        return Matrix3(cross(row1, row2) / det, cross(row2, row0) / det, cross(row0, row1) / det).transposed
-    }
-
     public static func * (m: Matrix3, v: SIMD3<Double>) -> SIMD3<Double> {
         SIMD3((m.row0 * v).sum(), (m.row1 * v).sum(), (m.row2 * v).sum())
     }

@@ -45,7 +45,7 @@ public struct ViewLayout: Hashable, Sendable {
     }
 
     /// Yaw in degrees, in [0, 360), of view i of a horizon layout.
-    public static func horizonYaw(view i: Int, count: Int, offset: Double) -> Double {
+    static func horizonYaw(view i: Int, count: Int, offset: Double) -> Double {
         let yaw = (offset + 360 / Double(count) * Double(i)).truncatingRemainder(dividingBy: 360)
         return yaw < 0 ? yaw + 360 : yaw
     }
@@ -83,16 +83,6 @@ public struct ViewLayout: Hashable, Sendable {
     public var float32Rounded: ViewLayout {
         func f(_ m: Matrix3) -> Matrix3 { Matrix3(rowMajor: m.rowMajor.map { Double(Float($0)) }) }
         return ViewLayout(checked: intrinsics.map(f), rotations: rotations.map(f), resolution: resolution)
-    }
-
-    /// The same views at another pixel size: intrinsics scale with the image (MVDiffusion's formula
-    /// at the new size when the layout is a pinhole camera's).
-    public func resized(to resolution: Int) throws -> ViewLayout {
-        if let camera {
-            let k = Matrix3(rowMajor: camera.resized(width: resolution, height: resolution).intrinsicsValues)
-            return try ViewLayout(intrinsics: Array(repeating: k, count: count), rotations: rotations, resolution: resolution)
-        }
-        throw TorchError("a view layout with general intrinsics cannot be resized")
     }
 
     /// K `[V, 3, 3]`.

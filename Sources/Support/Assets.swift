@@ -3,11 +3,8 @@ import Foundation
 /// The files `make setup` fetches (models, panoramas, photos): under `$BACKDROP_ASSETS`, by default
 /// `~/.cache/backdrop/assets`.
 public enum Assets {
-    /// `$BACKDROP_ASSETS` (an empty value counts as unset), else `~/.cache/backdrop/assets`.
-    public static var root: URL {
-        let value = ProcessInfo.processInfo.environment["BACKDROP_ASSETS"] ?? ""
-        return URL(fileURLWithPath: value.isEmpty ? expandEnvironment("~/.cache/backdrop/assets") : value)
-    }
+    /// `$BACKDROP_ASSETS` (an empty value counts as unset), else its default, `~/.cache/backdrop/assets`.
+    public static var root: URL { URL(fileURLWithPath: expandEnvironment("$BACKDROP_ASSETS")) }
 
     /// `relativePath` under `root`; an `AssetError` naming the missing file and `remedy` when it is not there.
     public static func file(_ relativePath: String, remedy: String = "run `make setup`") throws -> URL {

@@ -10,7 +10,8 @@ public func expandEnvironment(_ text: String) -> String {
     for match in pattern.matches(in: result, range: NSRange(result.startIndex..., in: result)).reversed() {
         let nameRange = match.range(at: 1).location != NSNotFound ? match.range(at: 1) : match.range(at: 2)
         guard let range = Range(match.range, in: result), let name = Range(nameRange, in: result) else { continue }
-        let value = environment[String(result[name])] ?? defaultValue(of: String(result[name]))
+        // An empty variable counts as unset, so Backdrop's own fall back to their defaults.
+        let value = environment[String(result[name])].flatMap { $0.isEmpty ? nil : $0 } ?? defaultValue(of: String(result[name]))
         result.replaceSubrange(range, with: value)
     }
     return result
