@@ -158,23 +158,50 @@ LIBTORCH2 := $(LIBTORCH2_ROOT)/torch
 LIBTORCH2_BUILD := LIBTORCH=$(LIBTORCH2) swift build --scratch-path .build-libtorch2
 $(LIBTORCH2_ROOT)/.ready: tools/fetch_libtorch2.sh | venv
 	@PYTHON=$(PY) tools/fetch_libtorch2.sh $(CACHE) >/dev/null
-test-libtorch2: setup $(LIBTORCH2_ROOT)/.ready
+
+# The Python reference on the same LibTorch: the torch 2.15.0 wheel in a venv of its own (no Debian
+# packages), hash-pinned in tools/requirements-torch2.txt, wheels kept in the cache's downloads/.
+TORCH2_REQUIREMENTS := tools/requirements-torch2.txt
+TORCH2_VENV := $(CACHE)/venv-torch2-$(shell cat $(TORCH2_REQUIREMENTS) $(PY_REQUIREMENTS) 2>/dev/null | sha256sum | cut -c1-12)
+TORCH2_PY := $(TORCH2_VENV)/bin/python
+$(TORCH2_VENV)/.ready: $(TORCH2_REQUIREMENTS) $(PY_REQUIREMENTS) | apt
+	@echo "creating the PyTorch $(LIBTORCH2_VERSION) reference environment in $(TORCH2_VENV)"
+	@rm -rf $(TORCH2_VENV) && /usr/bin/python3 -m venv $(TORCH2_VENV)
+	@$(TORCH2_PY) -m pip download -q --disable-pip-version-check --no-deps --require-hashes \
+	  -r $(TORCH2_REQUIREMENTS) -d $(CACHE)/downloads
+	@$(TORCH2_PY) -m pip install -q --disable-pip-version-check --no-deps --no-index --find-links $(CACHE)/downloads \
+	  --require-hashes -r $(TORCH2_REQUIREMENTS)
+	@$(TORCH2_PY) -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(PY_REQUIREMENTS)
+	@touch $@
+
+# Reference fixtures made by that Python on LibTorch 2.15 (the generators of the committed parity cases
+# and of the DeepLab fixtures, unchanged, same tolerances): a LibTorch's own transcendental and
+# interpolation kernels move float32 results by ulps (docs/libtorch.md), so Backdrop on 2.15 is held to
+# the reference on 2.15. Keyed by the generators' hash.
+TORCH2_REFERENCE := $(CACHE)/reference-torch-$(LIBTORCH2_VERSION)-$(shell cat tools/make_parity_cases.py tools/parity/*.py tools/make_deeplab_fixtures.py 2>/dev/null | sha256sum | cut -c1-12)
+$(TORCH2_REFERENCE)/.ready: $(TORCH2_VENV)/.ready tools/make_parity_cases.py $(wildcard tools/parity/*.py) tools/make_deeplab_fixtures.py | assets-photos
+	@rm -rf $(CACHE)/reference-torch-$(LIBTORCH2_VERSION)-* && mkdir -p $(@D)
+	@$(TORCH2_PY) tools/make_parity_cases.py --out $(@D)/parity --tokenizer-reference $(@D)/clip_vocab_ids.json >/dev/null
+	@$(TORCH2_PY) tools/make_deeplab_fixtures.py --out $(@D)/deeplab >/dev/null
+	@touch $@
+
+test-libtorch2: setup $(LIBTORCH2_ROOT)/.ready $(TORCH2_REFERENCE)/.ready
 	$(LIBTORCH2_BUILD) --build-tests $(SWIFT_BUILD_FLAGS)
 	.build-libtorch2/debug/backdrop info
 	BACKDROP_EXPECT_LIBTORCH=$(LIBTORCH2) BACKDROP_EXPECT_LIBTORCH_VERSION=$(LIBTORCH2_VERSION) \
+	  BACKDROP_PARITY_CASES=$(TORCH2_REFERENCE)/parity BACKDROP_DEEPLAB_FIXTURES=$(TORCH2_REFERENCE)/deeplab \
 	  LIBTORCH=$(LIBTORCH2) swift test --scratch-path .build-libtorch2 --skip-build --disable-swift-testing $(SWIFT_BUILD_FLAGS)
 
 # Swift on LibTorch 2.15 beside Swift on 1.13, same machine, same run: the default workloads (op overhead,
-# UNet, …) and the CAA training step, each with PyTorch 1.13 eager as the reference half. (The 2.15
-# wheel's own Python needs its whole CUDA wheel set, ≈ 3 GB, just to import, so its eager side is not
-# run here.)
-bench-libtorch2: setup $(LIBTORCH2_ROOT)/.ready
+# UNet, …) and the CAA training step, each against PyTorch eager on the same LibTorch (Debian's 1.13
+# Python for the first, the 2.15 wheel's own Python from the reference venv for the second).
+bench-libtorch2: setup $(LIBTORCH2_ROOT)/.ready $(TORCH2_VENV)/.ready
 	swift build $(RELEASE) --product backdrop-bench
 	$(LIBTORCH2_BUILD) $(RELEASE) --product backdrop-bench
-	@echo "== Swift on LibTorch 1.13"; .build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
-	@echo "== Swift on LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
+	@echo "== Swift and PyTorch on LibTorch 1.13"; .build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
+	@echo "== Swift and PyTorch on LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --threads $(BENCH_THREADS) --python $(TORCH2_PY)
 	@echo "== CAA step, LibTorch 1.13"; .build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
-	@echo "== CAA step, LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
+	@echo "== CAA step, LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(TORCH2_PY)
 
 # The main job on the embedded default: synthetic rooms → CAA training (smoke config, tiny SD) →
 # panoramas with the trained CAA and with the baseline → evaluation of both on the 2 test panoramas

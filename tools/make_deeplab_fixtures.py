@@ -21,6 +21,8 @@ drawn at random, and running statistics measured in training mode on crops of th
 perturbed, so that every normalisation matters and activations keep a realistic scale through 101 layers.
 """
 import argparse
+import functools
+import inspect
 import json
 import os
 import pathlib
@@ -79,6 +81,10 @@ def main():
     small = photo.crop((0, 0, 512, 384)).resize((150, 112), Image.BILINEAR)
     image = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1).contiguous()
     transform = DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.transforms
+    if "antialias" in inspect.signature(transform.func).parameters:
+        # torchvision ≥ 0.17 antialiases tensor resizes by default; the transform Backdrop reproduces
+        # (torchvision 0.14's, beside Debian's torch 1.13) does not, so a newer torchvision is held to it.
+        transform = functools.partial(transform, antialias=False)
     preprocess = transform(resize_size=SMALL)
     x = preprocess(image).unsqueeze(0)
     x520 = transform()(image).unsqueeze(0)  # the weights' default transform (resize_size=520)
