@@ -116,6 +116,23 @@ def optimizer_fixtures(tensors):
     run_optimizer("sgd_nesterov", tensors,
                   lambda w, b: torch.optim.SGD([w, b], lr=5e-2, momentum=0.8, nesterov=True),
                   lambda o: None)
+    # diffusers' EMAModel (what SD training keeps) over an AdamW trajectory: the average after each step.
+    from diffusers.training_utils import EMAModel
+    data = problem()
+    w = data["w"].clone().requires_grad_(True)
+    b = data["b"].clone().requires_grad_(True)
+    opt = torch.optim.AdamW([w, b], lr=1e-2)
+    ema = EMAModel([w, b], decay=0.8)
+    averages = {"w": [], "b": []}
+    for _ in range(STEPS):
+        opt.zero_grad()
+        F.mse_loss(F.linear(data["x"], w, b), data["y"]).backward()
+        opt.step()
+        ema.step([w, b])
+        averages["w"].append(ema.shadow_params[0].detach().clone())
+        averages["b"].append(ema.shadow_params[1].detach().clone())
+    tensors["ema.w"] = torch.stack(averages["w"])
+    tensors["ema.b"] = torch.stack(averages["b"])
     # Global-norm gradient clipping on the first step's gradients.
     data = problem()
     w = data["w"].clone().requires_grad_(True)

@@ -127,6 +127,17 @@ public final class ConfigSection {
         }
     }
 
+    /// Fails when the section holds any key: a whole section the config's other choices make
+    /// meaningless (`caa:` for task `autoencoder`).
+    public func rejectAll(because reason: String) throws {
+        if let key = values.keys.sorted().first {
+            throw ConfigError(file: file, key: keyPath(key), message: reason)
+        }
+    }
+
+    /// Whether the section holds `key`.
+    public func has(_ key: String) -> Bool { values[key] != nil }
+
     public func doubles(_ key: String, count: Int, default value: [Double]) throws -> [Double] {
         guard let v = raw(key) else { return value }
         guard let list = v as? [Any], list.count == count else { throw typeError(key, "a list of \(count) numbers", v) }

@@ -118,6 +118,10 @@ public struct Run: Sendable {
         return expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded) : base.appendingPathComponent(expanded)
     }
 
+    /// `<run>/model/`: the diffusers folder a finished autoencoder or text-to-image run writes (its
+    /// base model with the trained components' weights).
+    public var modelDirectory: URL { directory.appendingPathComponent("model") }
+
     /// The diffusers model folder the run was trained on.
     public var baseModel: URL { path(config.model.base) }
     public var datasetRoot: URL { path(config.dataset.root) }

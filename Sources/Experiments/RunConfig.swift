@@ -12,6 +12,10 @@ public struct RunConfig: Encodable, Equatable, Sendable {
     public enum Task: String, ConfigChoice {
         /// Correspondence-aware attention on a frozen text-to-image model (the paper's method).
         case caa
+        /// SD's first stage: the VAE of `model.base` on single views (reconstruction + KL).
+        case autoencoder
+        /// The UNet and the text encoder of `model.base` with SD's noise loss on the frozen VAE's latents.
+        case textToImage = "text_to_image"
     }
 
     /// The dtype of the frozen weights.
@@ -163,6 +167,25 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         /// at the last step (Lightning's `log_every_n_steps`).
         public var logEvery: Int = 10
         public var device: DeviceChoice = .best
+        /// Gradients are rescaled to this global L2 norm when it is exceeded (`clip_grad_norm_`).
+        public var maxGradNorm: Double?
+        /// Keeps an exponential moving average of the trained weights with this decay (diffusers'
+        /// `EMAModel`); the finished run's model is the average.
+        public var emaDecay: Double?
+    }
+
+    /// Section `autoencoder` (task `autoencoder` only).
+    public struct Autoencoder: Encodable, Equatable, Sendable {
+        /// Weight of the KL term against the per-image summed L1 reconstruction error (SD's first
+        /// stage uses 1e-6).
+        public var klWeight: Double = 1e-6
+    }
+
+    /// Section `text_to_image` (task `text_to_image` only).
+    public struct TextToImage: Encodable, Equatable, Sendable {
+        /// Share of training captions replaced by the empty prompt, so that the model also learns the
+        /// unconditional prediction classifier-free guidance needs (SD: 0.1).
+        public var captionDropout: Double = 0.1
     }
 
     /// What `backdrop eval` needs beyond the run (section `evaluation`, optional).
@@ -178,12 +201,37 @@ public struct RunConfig: Encodable, Equatable, Sendable {
     public var model: Model
     public var dataset: Dataset
     public var caa: CAA
+    public var autoencoder: Autoencoder = .init()
+    public var textToImage: TextToImage = .init()
     public var optimizer: Optimizer
     public var schedule: Schedule
     public var training: Training
     public var outputDir: String
     /// nil when the config has no `evaluation` section.
     public var evaluation: Evaluation? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case name, task, model, dataset, caa, autoencoder, textToImage, optimizer, schedule, training, outputDir, evaluation
+    }
+
+    /// Only the sections of the chosen task, so the stored JSON parses back.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(task, forKey: .task)
+        try c.encode(model, forKey: .model)
+        try c.encode(dataset, forKey: .dataset)
+        switch task {
+        case .caa: try c.encode(caa, forKey: .caa)
+        case .autoencoder: try c.encode(autoencoder, forKey: .autoencoder)
+        case .textToImage: try c.encode(textToImage, forKey: .textToImage)
+        }
+        try c.encode(optimizer, forKey: .optimizer)
+        try c.encode(schedule, forKey: .schedule)
+        try c.encode(training, forKey: .training)
+        try c.encode(outputDir, forKey: .outputDir)
+        try c.encodeIfPresent(evaluation, forKey: .evaluation)
+    }
 
     /// Reads and validates a config file; errors name the file and the key.
     public static func load(_ url: URL) throws -> RunConfig {
@@ -223,6 +271,7 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         try d.finish()
 
         let c = try root.section("caa")
+        if task != .caa { try c.rejectAll(because: "applies to task caa only") }
         var caa = CAA()
         caa.neighbours = try c.choice("neighbours", default: caa.neighbours)
         caa.peMaxFrequency = try c.double("pe_max_frequency")
@@ -230,6 +279,25 @@ public struct RunConfig: Encodable, Equatable, Sendable {
             throw ConfigError(file: file, key: "caa.pe_max_frequency", message: "must be a positive number, got \(f)")
         }
         try c.finish()
+
+        let a = try root.section("autoencoder")
+        if task != .autoencoder { try a.rejectAll(because: "applies to task autoencoder only") }
+        var autoencoder = Autoencoder()
+        autoencoder.klWeight = try a.double("kl_weight", default: autoencoder.klWeight)
+        guard autoencoder.klWeight >= 0 else {
+            throw ConfigError(file: file, key: "autoencoder.kl_weight", message: "must not be negative, got \(autoencoder.klWeight)")
+        }
+        try a.finish()
+
+        let x = try root.section("text_to_image")
+        if task != .textToImage { try x.rejectAll(because: "applies to task text_to_image only") }
+        var textToImage = TextToImage()
+        textToImage.captionDropout = try x.double("caption_dropout", default: textToImage.captionDropout)
+        guard (0..<1).contains(textToImage.captionDropout) else {
+            throw ConfigError(file: file, key: "text_to_image.caption_dropout",
+                              message: "must lie in [0, 1), got \(textToImage.captionDropout)")
+        }
+        try x.finish()
 
         let o = try root.section("optimizer")
         var optimizer = Optimizer()
@@ -275,6 +343,11 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         training.seed = try t.int("seed", default: training.seed)
         training.checkpointEvery = try t.positive("checkpoint_every", default: training.checkpointEvery)
         training.logEvery = try t.positive("log_every", default: training.logEvery)
+        if t.has("max_grad_norm") { training.maxGradNorm = try t.positiveDouble("max_grad_norm", default: 1) }
+        training.emaDecay = try t.double("ema_decay")
+        if let d = training.emaDecay, !(0..<1).contains(d) {
+            throw ConfigError(file: file, key: "training.ema_decay", message: "must lie in [0, 1), got \(d)")
+        }
         let device = try t.string("device", default: training.device.description)!
         do { training.device = try DeviceChoice(parsing: device) } catch {
             throw ConfigError(file: file, key: "training.device", message: "\(error)")
@@ -287,7 +360,8 @@ public struct RunConfig: Encodable, Equatable, Sendable {
 
         let outputDir = try root.string("output_dir", default: "results/runs/\(name)")!
         try root.finish()
-        return RunConfig(name: name, task: task, model: model, dataset: dataset, caa: caa, optimizer: optimizer,
+        return RunConfig(name: name, task: task, model: model, dataset: dataset, caa: caa, autoencoder: autoencoder,
+                         textToImage: textToImage, optimizer: optimizer,
                          schedule: schedule, training: training, outputDir: outputDir,
                          evaluation: evaluation == Evaluation() ? nil : evaluation)
     }

@@ -24,7 +24,8 @@ import Torch
 /// Root attributes (all text) describe what the cache was built from; opening it for a run
 /// compares each with the run's value and refuses the cache on the first difference.
 public final class LatentCache {
-    public static let codeVersion = "backdrop-cache-v1"
+    /// v2 added the captions' token ids (task text_to_image trains its text encoder on them).
+    public static let codeVersion = "backdrop-cache-v2"
 
     public let file: HDF5File
     public let attributes: [String: String]
@@ -114,6 +115,8 @@ public final class LatentCache {
         public let logvar: Tensor
         /// `[V, T, D]` float32.
         public let textEmbeddings: Tensor
+        /// The captions' CLIP token ids, `[V, 77]` int64.
+        public let tokenIds: Tensor
         /// The views' cameras as stored (float32).
         public let layout: ViewLayout
     }
@@ -133,7 +136,7 @@ public final class LatentCache {
         }
         func rows(_ name: String) throws -> Tensor { try file.read(name, rows: row, count: 1).squeeze(dim: 0) }
         return Entry(index: index, yawOffset: yawOffset, mean: try rows("latent_mean"), logvar: try rows("latent_logvar"),
-                     textEmbeddings: try rows("text_embeddings"),
+                     textEmbeddings: try rows("text_embeddings"), tokenIds: try rows("token_ids"),
                      layout: try ViewLayout(K: rows("intrinsics"), R: rows("rotations"), resolution: resolution))
     }
 
@@ -183,9 +186,10 @@ public final class LatentCache {
                     try writer.write("valid", rows: try Tensor([Int64(0)]), at: row)
                     continue
                 }
+                let ids = try tokenizer(sample.prompts)
                 let (posterior, embeddings) = try withNoGrad { () -> (DiagonalGaussianDistribution, Tensor) in
                     let images = try sample.images.to(dtype: vae.encoder.conv_in.weight.dtype, device: device)
-                    return (try vae.encode(images), try textEncoder(tokenizer(sample.prompts).to(device: device)))
+                    return (try vae.encode(images), try textEncoder(ids.to(device: device)))
                 }
                 let mean = try posterior.mean.to(dtype: .float32, device: .cpu).unsqueeze(0)
                 let logvar = try posterior.logvar.to(dtype: .float32, device: .cpu).unsqueeze(0)
@@ -197,6 +201,7 @@ public final class LatentCache {
                     try create("latent_mean", .float32, Array(mean.shape.dropFirst()))
                     try create("latent_logvar", .float32, Array(logvar.shape.dropFirst()))
                     try create("text_embeddings", .float32, Array(text.shape.dropFirst()))
+                    try create("token_ids", .int64, ids.shape)
                     try create("intrinsics", .float32, [d.views, 3, 3])
                     try create("rotations", .float32, [d.views, 3, 3])
                     try writer.createDataset("panorama_index", dtype: .int64, shape: [count], chunkRows: max(1, min(count, 4096)))
@@ -207,6 +212,7 @@ public final class LatentCache {
                 try writer.write("latent_mean", rows: mean, at: row)
                 try writer.write("latent_logvar", rows: logvar, at: row)
                 try writer.write("text_embeddings", rows: text, at: row)
+                try writer.write("token_ids", rows: ids.to(dtype: .int64).unsqueeze(0), at: row)
                 try writer.write("intrinsics", rows: sample.layout.intrinsicsTensor().unsqueeze(0), at: row)
                 try writer.write("rotations", rows: sample.layout.rotationsTensor().unsqueeze(0), at: row)
                 try writer.write("panorama_index", rows: try Tensor([Int64(index)]), at: row)

@@ -39,8 +39,8 @@ public final class MultiViewUNet: Module {
 
     /// The nine CAA blocks under their keys in this module, as one module: what checkpoints and
     /// exports hold, and what `loadCAA` fills.
-    private var caaBlocks: CAABlockSet {
-        CAABlockSet(children: cp_blocks_encoder.enumerated().map { ("cp_blocks_encoder.\($0.offset)", $0.element) }
+    public var caaBlocks: Module {
+        ModuleDict(cp_blocks_encoder.enumerated().map { ("cp_blocks_encoder.\($0.offset)", $0.element) }
             + [("cp_blocks_mid", cp_blocks_mid)]
             + cp_blocks_decoder.enumerated().map { ("cp_blocks_decoder.\($0.offset)", $0.element) })
     }
@@ -117,12 +117,3 @@ extension Tensor {
     }
 }
 
-/// Modules under explicit keys (the CAA blocks of `MultiViewUNet`, without its UNet).
-private final class CAABlockSet: Module {
-    let children: [(String, Module)]
-    init(children: [(String, Module)]) {
-        self.children = children
-        super.init()
-    }
-    override var namedChildren: [(String, Module)] { children }
-}

@@ -66,7 +66,17 @@ final class RunConfigTests: XCTestCase {
         assertConfigError(minimal + "\noptimizer: {name: adam}", key: "optimizer.name", contains: "adamw, sgd")
         assertConfigError(minimal + "\ntraining: {precision: fp16}", key: "training.precision", contains: "fp32, bf16")
         assertConfigError(minimal + "\nmodel: {base: x, dtype: half}", key: "model.dtype", contains: "float32, float16, bfloat16")
-        assertConfigError(minimal + "\ntask: autoencoder", key: "task", contains: "caa")
+        assertConfigError(minimal + "\ntask: diffusion", key: "task", contains: "caa, autoencoder, text_to_image")
+        // A section for another task is refused, as are task settings out of range.
+        assertConfigError(minimal + "\ntask: autoencoder\ncaa: {neighbours: all}", key: "caa.neighbours", contains: "task caa only")
+        assertConfigError(minimal + "\ntext_to_image: {caption_dropout: 0.1}", key: "text_to_image.caption_dropout",
+                          contains: "task text_to_image only")
+        assertConfigError(minimal + "\ntask: text_to_image\ntext_to_image: {caption_dropout: 1.5}",
+                          key: "text_to_image.caption_dropout", contains: "[0, 1)")
+        assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {kl_weight: -1}", key: "autoencoder.kl_weight",
+                          contains: "negative")
+        assertConfigError(minimal + "\ntraining: {ema_decay: 1}", key: "training.ema_decay", contains: "[0, 1)")
+        assertConfigError(minimal + "\ntraining: {max_grad_norm: 0}", key: "training.max_grad_norm", contains: "positive")
         // Keys that the chosen value makes meaningless are refused, not ignored.
         assertConfigError(minimal + "\noptimizer: {name: sgd, betas: [0.9, 0.99]}", key: "optimizer.betas", contains: "adamw only")
         assertConfigError(minimal + "\noptimizer: {momentum: 0.9}", key: "optimizer.momentum", contains: "sgd only")
@@ -98,6 +108,32 @@ final class RunConfigTests: XCTestCase {
         // The stored JSON is read by the same decoder and gives the same config.
         XCTAssertEqual(try RunConfig.parse(yaml: config.json(), file: "registry"), config)
         XCTAssertEqual(try RunConfig.parse(yaml: minimal, file: "x.yaml").training.device, .best)
+    }
+
+    /// The training tasks beyond CAA: their sections, the EMA and clipping keys, and a stored JSON
+    /// that holds only the chosen task's section and parses back to the same config.
+    func testTrainingTasksParseAndRoundTrip() throws {
+        let t2i = try RunConfig.parse(yaml: minimal + """
+
+            task: text_to_image
+            text_to_image: {caption_dropout: 0.2}
+            training: {ema_decay: 0.999, max_grad_norm: 1.0}
+            """, file: "t2i.yaml")
+        XCTAssertEqual(t2i.task, .textToImage)
+        XCTAssertEqual(t2i.textToImage.captionDropout, 0.2)
+        XCTAssertEqual(t2i.training.emaDecay, 0.999)
+        XCTAssertEqual(t2i.training.maxGradNorm, 1.0)
+        let json = try t2i.json()
+        XCTAssertTrue(json.contains("\"text_to_image\":{\"caption_dropout\":0.2}"), json)
+        XCTAssertFalse(json.contains("\"caa\""), json)
+        XCTAssertEqual(try RunConfig.parse(yaml: json, file: "registry"), t2i)
+
+        let vae = try RunConfig.parse(yaml: minimal + "\ntask: autoencoder", file: "vae.yaml")
+        XCTAssertEqual(vae.autoencoder.klWeight, 1e-6)
+        XCTAssertNil(vae.training.emaDecay)
+        XCTAssertNil(vae.training.maxGradNorm)
+        XCTAssertEqual(try RunConfig.parse(yaml: vae.json(), file: "registry"), vae)
+        XCTAssertEqual(try RunConfig.parse(yaml: minimal, file: "caa.yaml").textToImage.captionDropout, 0.1)
     }
 
     func testScientificNotationWithoutDotIsANumber() throws {

@@ -50,11 +50,11 @@ final class LatentCacheTests: XCTestCase {
         let datasets = try XCTUnwrap(json["datasets"] as? [String: [String: Any]])
         let attributes = try XCTUnwrap(json["attributes"] as? [String: String])
         XCTAssertEqual(Set(datasets.keys), ["latent_mean", "latent_logvar", "text_embeddings", "intrinsics", "rotations",
-                                            "panorama_index", "yaw_offset", "valid"])
+                                            "panorama_index", "yaw_offset", "valid", "token_ids"])
         for key in ["code_version", "model_hash", "resolution", "views", "fov", "yaw_policy", "prompt_prefix", "split", "seed"] {
             XCTAssertEqual(attributes[key], cache.attributes[key], key)
         }
-        XCTAssertEqual(attributes["code_version"], "backdrop-cache-v1")
+        XCTAssertEqual(attributes["code_version"], "backdrop-cache-v2")
         XCTAssertEqual(attributes["prompt_prefix"], "This is one view of a scene. ")
         let mean = try XCTUnwrap(datasets["latent_mean"])
         XCTAssertEqual(mean["dtype"] as? String, "float32")

@@ -74,6 +74,28 @@ final class OptimTests: XCTestCase {
     }
 
     /// Ten steps, save, ten more in a fresh optimiser loaded from the file = twenty uninterrupted.
+    /// The EMA against diffusers' `EMAModel` (decay 0.8) along an AdamW trajectory, step by step:
+    /// the warm-up decay (1 + n) / (10 + n) capped at the decay, and d = 0 at the first step.
+    func testExponentialMovingAverageMatchesDiffusersEMAModel() throws {
+        let problem = try makeProblem()
+        let opt = try AdamW([problem.w, problem.b], lr: 1e-2)
+        let ema = try ExponentialMovingAverage([("w", problem.w), ("b", problem.b)], decay: 0.8)
+        let ws = try fixtures.tensor("ema.w"), bs = try fixtures.tensor("ema.b")
+        var worst = 0.0
+        for step in 0..<20 {
+            try opt.zeroGrad()
+            try problem.loss().backward()
+            try opt.step()
+            try ema.update()
+            worst = max(worst, try TestSupport.maxAbsDifference(ema.shadow[0], ws.select(dim: 0, index: step)))
+            worst = max(worst, try TestSupport.maxAbsDifference(ema.shadow[1], bs.select(dim: 0, index: step)))
+        }
+        print("EMA vs diffusers EMAModel: max-abs \(worst)")
+        XCTAssertLessThan(worst, 1e-6)
+        XCTAssertEqual(ema.currentDecay, 20.0 / 29.0, accuracy: 1e-15, "(1 + 19) / (10 + 19) after 20 steps")
+        XCTAssertThrowsError(try ExponentialMovingAverage([("w", problem.w)], decay: 1))
+    }
+
     func testStateSaveAndLoadContinuesExactly() throws {
         let directory = try TestSupport.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -188,6 +188,17 @@ open class ModuleList: Module {
     public var count: Int { modules.count }
 }
 
+/// Children under given keys, like `nn.ModuleDict`: a state dict of several modules under their own
+/// prefixes ("unet.…", "text_encoder.…") without a model class to hold them.
+public final class ModuleDict: Module {
+    public let children: [(String, Module)]
+    public init(_ children: [(String, Module)]) {
+        self.children = children
+        super.init()
+    }
+    public override var namedChildren: [(String, Module)] { children }
+}
+
 /// A module with one input and one output.
 public protocol UnaryLayer: Module {
     func callAsFunction(_ x: Tensor) throws -> Tensor

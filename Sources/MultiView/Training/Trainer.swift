@@ -6,13 +6,14 @@ import Support
 import StableDiffusion
 import Torch
 
-/// Trains the CAA blocks of a multi-view UNet on panoramas, as MVDiffusion does: frozen SD (VAE
-/// encodes under no-grad, text encoder frozen), one timestep per panorama, independent noise per
-/// view, MSE between the predicted and the true noise over all views, AdamW on CAA only.
+/// Runs a training task (`task:` in the run config: CAA, the autoencoder, text-to-image) from its
+/// config: data order, gradient accumulation, gradient clipping, the EMA, the LR schedule, registry
+/// rows and checkpoints are the same for every task.
 ///
-/// Every `checkpoint_every` steps the CAA weights, optimiser, schedule, random state and data
-/// position are saved atomically; `resume` continues from the latest checkpoint so that the
-/// losses of a killed-and-resumed run equal those of an uninterrupted one.
+/// Every `checkpoint_every` steps the trained weights (and their EMA), optimiser, schedule, random
+/// state and data position are saved atomically; `resume` continues from the latest checkpoint so
+/// that the losses of a killed-and-resumed run equal those of an uninterrupted one. A finished run
+/// writes its model folder (`<run>/model`, diffusers layout) when its task makes one.
 public final class Trainer {
     public let run: Run
     public var config: RunConfig { run.config }
@@ -21,18 +22,19 @@ public final class Trainer {
     let registry: RunRegistry
     let store: CheckpointStore
 
-    let encoders: FrozenEncoders
-    var vae: AutoencoderKL { encoders.vae }
-    let noise: DDPMScheduler
-    public let model: MultiViewUNet
+    let task: any TrainingTask
     let loader: PanoramaLoader
-    /// The run's latent cache when `dataset.latent_cache` names an existing file: latents and prompt
-    /// embeddings are read from it instead of running the VAE and the text encoder.
+    /// The run's latent cache when `dataset.latent_cache` names an existing file: latents (and prompt
+    /// embeddings or token ids) are read from it instead of running the VAE and the text encoder.
     let cache: LatentCache?
     let optimizer: any Optimizer
     let schedule: LRScheduler
+    let ema: ExponentialMovingAverage?
     /// Draws timesteps, noise and VAE samples; its state is part of every checkpoint.
     let generator: Generator
+
+    /// The multi-view UNet of a CAA run.
+    public var model: MultiViewUNet? { (task as? CAATask)?.model }
 
     /// Called after every optimiser step (for tests and progress).
     public var onStep: ((TrainingState, Double) -> Void)?
@@ -48,10 +50,6 @@ public final class Trainer {
         Runtime.seed(UInt64(config.training.seed))
         generator = try Generator(seed: UInt64(config.training.seed), device: .cpu)
 
-        encoders = try FrozenEncoders(run: run, device: device)
-        noise = try DDPMScheduler(directory: encoders.folder.scheduler)
-        let unet = try UNet2DConditionModel.load(from: encoders.folder.unet, dtype: config.model.dtype.dtype, device: device)
-
         let source = try run.dataset()
         loader = try PanoramaLoader(source: source, options: LoaderOptions(
             seed: UInt64(config.training.seed), shuffle: config.dataset.split == .train,
@@ -60,18 +58,25 @@ public final class Trainer {
             throw DatasetError(file: run.datasetRoot.path,
                                "\(loader.countPerEpoch) panoramas, fewer than one batch of \(config.training.batchSize)")
         }
-        if let url = run.latentCache, FileManager.default.fileExists(atPath: url.path) {
+        if let url = run.latentCache, FileManager.default.fileExists(atPath: url.path), config.task != .autoencoder {
             cache = try LatentCache(url: url, run: run, panoramaCount: source.count)
         } else {
-            if let url = run.latentCache {
+            if let url = run.latentCache, config.task != .autoencoder {
                 FileHandle.standardError.write(Data(("latent cache \(url.path) not found: encoding with the VAE in the loop " +
                                                      "(`backdrop cache build --config …` builds it)\n").utf8))
             }
             cache = nil
         }
 
-        model = try run.multiViewModel(unet: unet, vaeScale: encoders.vaeScale)
-        optimizer = try Self.optimizer(config.optimizer, parameters: model.trainableParameters)
+        let context = TrainingContext(run: run, device: device, generator: generator, loader: loader, cache: cache)
+        switch config.task {
+        case .caa: task = try CAATask(context)
+        case .autoencoder: task = try AutoencoderTask(context)
+        case .textToImage: task = try TextToImageTask(context)
+        }
+        let trainable = task.trained.namedParameters().filter { $0.1.requiresGrad }
+        optimizer = try Self.optimizer(config.optimizer, parameters: trainable.map(\.1))
+        ema = try config.training.emaDecay.map { try ExponentialMovingAverage(trainable, decay: $0) }
         let s = config.schedule
         let horizon = s.interval == .epoch ? config.training.epochs
             : max(1, Self.totalSteps(config, perEpoch: loader.countPerEpoch))
@@ -106,6 +111,8 @@ public final class Trainer {
         public let steps: Int
         public let finalLoss: Double?
         public let status: String
+        /// The model folder the finished run wrote, if its task makes one.
+        public let model: URL?
     }
 
     /// Trains from the start, or from the latest checkpoint when `resume` (and one exists).
@@ -129,6 +136,7 @@ public final class Trainer {
         let total = totalSteps
         let progress = ProgressReporter(title: "train \(config.name)", total: total)
         let batch = config.training.batchSize, accumulation = config.training.gradientAccumulation
+        let trainable = optimizer.paramGroups.flatMap(\.parameters)
         var stepsThisProcess = 0
         var lastLoss: Double?
         let started = Date()
@@ -141,14 +149,7 @@ public final class Trainer {
                     var stepLoss = 0.0
                     for _ in 0..<accumulation {
                         let indices = Array(order[state.positionInEpoch..<(state.positionInEpoch + batch)])
-                        let loss: Tensor
-                        if let cache {
-                            let entries = try indices.map { try cache.entry(index: $0, yawOffset: loader.yawOffset(index: $0, epoch: state.epoch)) }
-                            loss = try lossOf(cached: entries) / Double(accumulation)
-                        } else {
-                            let samples = try indices.map { try loader.sample(index: $0, epoch: state.epoch) }
-                            loss = try lossOf(samples) / Double(accumulation)
-                        }
+                        let loss = try task.loss(indices: indices, epoch: state.epoch) / Double(accumulation)
                         try loss.backward()
                         stepLoss += try loss.item()
                         state.positionInEpoch += batch
@@ -158,8 +159,10 @@ public final class Trainer {
                         throw TorchError("loss is \(stepLoss) at step \(state.step + 1) of \(config.name); stopped, the last good " +
                                          "checkpoint is kept in \(store.directory.path)")
                     }
+                    if let maxNorm = config.training.maxGradNorm { try clipGradNorm(trainable, maxNorm: maxNorm) }
                     try optimizer.step()
                     try optimizer.zeroGrad()
+                    try ema?.update()
                     state.step += 1
                     if config.schedule.interval == .step { schedule.step() }
                     state.schedulerSteps = schedule.lastEpoch
@@ -177,7 +180,7 @@ public final class Trainer {
                     if let stop = stopAfterSteps, stepsThisProcess >= stop {
                         progress.finish()
                         try registry.finishRun(runID, status: "interrupted")
-                        return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "interrupted")
+                        return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "interrupted", model: nil)
                     }
                 }
                 state.epoch += 1
@@ -187,68 +190,40 @@ public final class Trainer {
             }
             try checkpoint(state, runID: runID)
             progress.finish()
+            try ema?.copyToParameters()
+            let model = try task.writeModel(to: run.modelDirectory)
             try registry.finishRun(runID, status: "finished")
-            return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "finished")
+            return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "finished", model: model)
         } catch {
             if (try? registry.run(runID))??.status == "running" { try? registry.finishRun(runID, status: "failed") }
             throw error
         }
     }
 
-    /// MSE between the predicted and the true noise for a batch of panoramas.
-    func lossOf(_ samples: [MultiViewSample]) throws -> Tensor {
-        let (images, layouts, prompts) = try MultiViewSample.collate(samples)
-        let flat = try images.flatten(start: 0, end: 1).to(dtype: vae.encoder.conv_in.weight.dtype, device: device)
-        let (latents, context) = try withNoGrad {
-            let latents = try vae.encode(flat).sample(generator: generator) * vae.scalingFactor
-            let context = try encoders.textEncoder(encoders.tokenizer(prompts.flatMap { $0 }).to(device: device))
-            return (latents, context)
-        }
-        return try lossOf(latents: latents, context: context, layouts: layouts)
-    }
-
-    /// The same loss from cached VAE posteriors and prompt embeddings: one draw of the generator for
-    /// the latents of the whole batch, as `vae.encode(…).sample(generator:)` makes.
-    func lossOf(cached entries: [LatentCache.Entry]) throws -> Tensor {
-        let dtype = vae.encoder.conv_in.weight.dtype
-        let moments = try Tensor.cat([Tensor.cat(entries.map(\.mean)), Tensor.cat(entries.map(\.logvar))], dim: 1)
-            .to(dtype: dtype, device: device)
-        let latents = try withNoGrad { try DiagonalGaussianDistribution(moments: moments).sample(generator: generator) * vae.scalingFactor }
-        let context = try Tensor.cat(entries.map(\.textEmbeddings)).to(dtype: dtype, device: device)
-        return try lossOf(latents: latents, context: context, layouts: entries.map(\.layout))
-    }
-
-    /// MSE between the predicted and the true noise given latents `[B·V, C, h, w]` (scaled), prompt
-    /// embeddings `[B·V, T, D]` and each panorama's cameras.
-    func lossOf(latents: Tensor, context: Tensor, layouts: [ViewLayout]) throws -> Tensor {
-        let layout = layouts[0]
-        // The model attends with one layout per batch: the panoramas may differ by a yaw offset only.
-        let canonical = layout.canonical(precision: 1e-6)
-        guard layouts.allSatisfy({ $0.canonical(precision: 1e-6) == canonical }) else {
-            throw TorchError("a batch of \(config.name) mixes view layouts that differ by more than a yaw offset")
-        }
-        let (b, v) = (layouts.count, layout.count)
-        let timesteps = try Tensor.randint(0, noise.schedule.trainTimesteps, [b], generator: generator)
-        let perView = try timesteps.repeatInterleaveViews(v)
-        let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: generator).to(dtype: latents.dtype, device: device)
-        let noisy = try noise.addNoise(latents, noise: eps, timesteps: perView)
-        let predict = { try self.model(noisy, timestep: perView.to(device: self.device), encoderHiddenStates: context, layout: layout) }
-        let prediction = config.training.precision == .bf16 ? try withAutocast(.bfloat16, device: device, predict) : try predict()
-        let target = try noise.target(sample: latents, noise: eps, timesteps: perView)
-        // Reduced in float64: a float32 mean can differ in its last bit between processes (the
-        // vectorised sum's split depends on buffer alignment), and logged losses must repeat.
-        return try F.mseLoss(prediction.to(dtype: .float64), target.to(dtype: .float64))
-    }
-
+    /// Checkpoint weights: the trained module's state dict, and its EMA under `ema.`.
     func checkpoint(_ state: TrainingState, runID: Int64) throws {
-        let folder = try store.save(state: state, weights: model.caaStateDict(), optimizer: try optimizer.stateDict(),
+        var weights = task.trained.stateDict()
+        if let ema { for (name, tensor) in ema.stateDict() { weights["ema." + name] = tensor } }
+        let folder = try store.save(state: state, weights: weights, optimizer: try optimizer.stateDict(),
                                     rng: ["generator": try generator.state()],
-                                    metadata: ["run": config.name, "backdrop_format": "caa-v1"])
+                                    metadata: ["run": config.name, "backdrop_format": task.checkpointFormat])
         try registry.recordCheckpoint(runID, step: state.step, path: folder.path)
     }
 
     func restore(_ checkpoint: CheckpointStore.Checkpoint) throws -> TrainingState {
-        try model.loadCAA(contentsOf: checkpoint.weights)
+        let weights: [String: Tensor]
+        do { weights = try SafetensorsFile(url: checkpoint.weights).loadAll() } catch {
+            throw TorchError("\(checkpoint.weights.path): \(error)")
+        }
+        let own = weights.filter { !$0.key.hasPrefix("ema.") }
+        do { try task.trained.loadStateDict(own) } catch {
+            throw TorchError("\(checkpoint.weights.path) does not fit task \(config.task.rawValue): \(error)")
+        }
+        if let ema {
+            let average = Dictionary(uniqueKeysWithValues: weights.filter { $0.key.hasPrefix("ema.") }
+                .map { (String($0.key.dropFirst(4)), $0.value) })
+            try ema.load(average, steps: checkpoint.state.step)
+        }
         try optimizer.load(from: checkpoint.optimizer)
         schedule.restore(lastEpoch: checkpoint.state.schedulerSteps)
         try generator.setState(SafetensorsFile(url: checkpoint.rng).tensor("generator"))

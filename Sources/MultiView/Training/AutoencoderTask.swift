@@ -1,0 +1,47 @@
+import Datasets
+import Experiments
+import Foundation
+import StableDiffusion
+import Torch
+
+/// SD's first stage on the run's views: the VAE of `model.base` encodes each view, a latent is drawn
+/// from the posterior and decoded, and the loss is LDM's — the L1 reconstruction error summed over
+/// each image's pixels plus `kl_weight` times the posterior's KL divergence from N(0, I) summed
+/// over each image's latents, both averaged over the images (docs/models.md#miniature-sd).
+final class AutoencoderTask: TrainingTask {
+    let context: TrainingContext
+    let folder: ModelFolder
+    let vae: AutoencoderKL
+    var trained: Module { vae }
+    let checkpointFormat = "autoencoder-v1"
+
+    init(_ context: TrainingContext) throws {
+        self.context = context
+        folder = try ModelFolder(url: context.run.baseModel)
+        vae = try AutoencoderKL.load(from: folder.vae, dtype: context.config.model.dtype.dtype, device: context.device)
+        vae.train()
+    }
+
+    func loss(indices: [Int], epoch: Int) throws -> Tensor {
+        let (images, _, _) = try MultiViewSample.collate(context.samples(indices, epoch: epoch))
+        let x = try images.flatten(start: 0, end: 1).to(dtype: vae.encoder.conv_in.weight.dtype, device: context.device)
+        return try context.autocast { try loss(images: x).total }
+    }
+
+    /// The loss of images `[N, 3, H, W]` in [−1, 1], with its two terms (per image).
+    func loss(images x: Tensor) throws -> (total: Tensor, reconstruction: Tensor, kl: Tensor) {
+        let n = Double(try x.size(0))
+        let posterior = try vae.encode(x)
+        let reconstruction = try vae.decode(posterior.sample(generator: context.generator))
+        let l1 = try (x.to(dtype: .float64) - reconstruction.to(dtype: .float64)).abs().sum() / n
+        // KL(N(μ, σ²) ‖ N(0, 1)) = ½ Σ (μ² + σ² − 1 − log σ²)
+        let mean = try posterior.mean.to(dtype: .float64), logvar = try posterior.logvar.to(dtype: .float64)
+        let kl = try ((mean * mean + logvar.exp() - logvar - 1.0).sum() * 0.5) / n
+        return (try l1 + kl * context.config.autoencoder.klWeight, l1, kl)
+    }
+
+    func writeModel(to destination: URL) throws -> URL? {
+        try folder.write(to: destination, replacingWeights: ["vae": vae.stateDict()])
+        return destination
+    }
+}
