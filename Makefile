@@ -20,7 +20,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test test-libtorch2 bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test test-libtorch2 pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -223,6 +223,22 @@ demo: build
 	$(BACKDROP) export --run smoke --out $(DEMO)/export
 	$(BACKDROP) demo-call --background $(DEMO)/panorama/panorama.png --out $(DEMO)/call
 	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), results/tables (Table I), $(DEMO)/export, $(DEMO)/call (the video call)"
+
+# The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
+# synthetic rooms → the VAE → latent cache → UNet + text encoder. Each stage prints its time.
+MINI_INIT := $(CACHE)/models/miniature-init
+MINI_ROOMS := datasets/miniature-rooms
+BACKDROP_RELEASE = $$(swift build $(RELEASE) --show-bin-path)/backdrop
+$(MINI_INIT)/model_index.json: tools/make_tiny_sd.py | venv assets
+	@$(PY) tools/make_tiny_sd.py --preset miniature --out $(MINI_INIT) >/dev/null
+pretrain: setup $(MINI_INIT)/model_index.json
+	swift build $(RELEASE) --product backdrop
+	@stage() { local t=$$(date +%s); "$$@" || exit 1; echo "stage done in $$(( $$(date +%s) - t )) s: $$*"; }; \
+	[ -f $(MINI_ROOMS)/test.npy ] || stage $(BACKDROP_RELEASE) dataset synth --out $(MINI_ROOMS) --count 4000 --face-size 96 --seed 0; \
+	stage $(BACKDROP_RELEASE) train experiments/miniature/autoencoder.yaml && \
+	stage $(BACKDROP_RELEASE) eval --run mini_autoencoder && \
+	stage $(BACKDROP_RELEASE) cache build --config experiments/miniature/text_to_image.yaml && \
+	stage $(BACKDROP_RELEASE) train experiments/miniature/text_to_image.yaml
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup

@@ -112,7 +112,8 @@ let package = Package(
                            .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "VirtualBackground", dependencies: ["Torch", "Media", "Geometry", "CKernels", "Support"]),
-        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Media", "Datasets", "Experiments", "Support"]),
+        .target(name: "MultiView", dependencies: ["Torch", "StableDiffusion", "Geometry", "Media", "Datasets", "Experiments", "Evaluation",
+                                                  "Support"]),
         // Run-level jobs that combine the libraries: evaluating a run (generation, metrics, registry).
         .target(name: "Workflows", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "Datasets", "Evaluation",
                                                   "Experiments", "MultiView", "Support"]),

@@ -16,6 +16,8 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         case autoencoder
         /// The UNet and the text encoder of `model.base` with SD's noise loss on the frozen VAE's latents.
         case textToImage = "text_to_image"
+        /// A transformers `CLIPModel` (`model.base`) trained contrastively on view–caption pairs.
+        case clip
     }
 
     /// The dtype of the frozen weights.
@@ -225,6 +227,7 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         case .caa: try c.encode(caa, forKey: .caa)
         case .autoencoder: try c.encode(autoencoder, forKey: .autoencoder)
         case .textToImage: try c.encode(textToImage, forKey: .textToImage)
+        case .clip: break
         }
         try c.encode(optimizer, forKey: .optimizer)
         try c.encode(schedule, forKey: .schedule)

@@ -1,32 +1,47 @@
 import Foundation
 import Torch
 
-extension ModelFolder {
-    /// Writes a copy of this folder to `destination` in which each component named in `weights` holds
-    /// the given state dict instead of its own weights: `diffusion_pytorch_model.safetensors` for
-    /// diffusers components, `model.safetensors` for transformers ones (what `save_pretrained` writes,
-    /// with the `format: pt` metadata transformers checks). Configs, tokenizer and scheduler files
-    /// are copied unchanged. The folder is assembled under a temporary name and renamed into place,
-    /// so a reader sees the old folder or the new one, never a mix.
-    public func write(to destination: URL, replacingWeights weights: [String: [String: Tensor]]) throws {
-        for name in weights.keys where components[name] == nil {
-            throw LoadingError(file: url.appendingPathComponent("model_index.json").path, key: name,
-                               "no such component to replace (the folder has: \(components.keys.sorted().joined(separator: ", ")))")
+/// Writes trained weights as `save_pretrained` lays them out, by copying the folder they were loaded
+/// from and replacing weights (and config values) in it: configs, tokenizer and scheduler files stay
+/// as they were. The copy is assembled under a temporary name and renamed into place, so a reader
+/// sees the old folder or the new one, never a mix.
+public enum ModelFolderWriter {
+    /// New weights for one model folder inside the copy ("" for the copy itself).
+    public struct Replacement {
+        public var subfolder: String
+        /// `diffusion_pytorch_model.safetensors` (diffusers) or `model.safetensors` (transformers).
+        public var file: String
+        public var weights: [String: Tensor]
+        /// Values set in the subfolder's `config.json` (a VAE's measured `scaling_factor`).
+        public var config: [String: Any]
+
+        public init(subfolder: String, file: String, weights: [String: Tensor], config: [String: Any] = [:]) {
+            (self.subfolder, self.file, self.weights, self.config) = (subfolder, file, weights, config)
         }
+    }
+
+    public static func write(copying source: URL, to destination: URL, replacing replacements: [Replacement]) throws {
         let fm = FileManager.default
         let parent = destination.deletingLastPathComponent()
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
         let staging = parent.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).tmp")
         do {
-            try fm.copyItem(at: url, to: staging)
-            for (name, state) in weights.sorted(by: { $0.key < $1.key }) {
-                let folder = staging.appendingPathComponent(name)
-                for file in try fm.contentsOfDirectory(atPath: folder.path) where Self.isWeightFile(file) {
+            try fm.copyItem(at: source, to: staging)
+            for r in replacements {
+                let folder = r.subfolder.isEmpty ? staging : staging.appendingPathComponent(r.subfolder)
+                for file in try fm.contentsOfDirectory(atPath: folder.path) where isWeightFile(file) {
                     try fm.removeItem(at: folder.appendingPathComponent(file))
                 }
-                let file = components[name]?.library == "transformers" ? "model.safetensors" : "diffusion_pytorch_model.safetensors"
-                let cpu = try state.mapValues { try $0.to(device: .cpu).contiguous() }
-                try Safetensors.save(cpu, metadata: ["format": "pt"], to: folder.appendingPathComponent(file))
+                let cpu = try r.weights.mapValues { try $0.to(device: .cpu).contiguous() }
+                // transformers refuses safetensors without `format: pt`.
+                try Safetensors.save(cpu, metadata: ["format": "pt"], to: folder.appendingPathComponent(r.file))
+                if !r.config.isEmpty {
+                    let file = folder.appendingPathComponent("config.json")
+                    var object = try ConfigFile.object(from: file)
+                    for (key, value) in r.config { object[key] = value }
+                    try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+                        .write(to: file)
+                }
             }
             let old = parent.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).old")
             let replacing = fm.fileExists(atPath: destination.path)
@@ -43,5 +58,25 @@ extension ModelFolder {
     static func isWeightFile(_ name: String) -> Bool {
         WeightFiles.preferred.contains(name) || name.hasSuffix(".safetensors") || name.hasSuffix(".bin")
             || name.hasSuffix(".safetensors.index.json") || name.hasSuffix(".bin.index.json")
+    }
+}
+
+extension ModelFolder {
+    /// A copy of this pipeline folder at `destination` in which each component named in `weights`
+    /// holds the given state dict instead of its own, under the file name its library uses, and the
+    /// `config` values given per component.
+    public func write(to destination: URL, replacingWeights weights: [String: [String: Tensor]],
+                      config: [String: [String: Any]] = [:]) throws {
+        for name in Set(weights.keys).union(config.keys) where components[name] == nil {
+            throw LoadingError(file: url.appendingPathComponent("model_index.json").path, key: name,
+                               "no such component to replace (the folder has: \(components.keys.sorted().joined(separator: ", ")))")
+        }
+        let replacements = weights.keys.sorted().map { name in
+            ModelFolderWriter.Replacement(
+                subfolder: name,
+                file: components[name]?.library == "transformers" ? "model.safetensors" : "diffusion_pytorch_model.safetensors",
+                weights: weights[name]!, config: config[name] ?? [:])
+        }
+        try ModelFolderWriter.write(copying: url, to: destination, replacing: replacements)
     }
 }

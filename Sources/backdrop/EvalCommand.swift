@@ -9,7 +9,7 @@ import Torch
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a run on its test split: FID, IS, CLIP score and multi-view consistency.",
+        abstract: "Evaluate a run on its test split: FID, IS, CLIP score and multi-view consistency (an autoencoder run: reconstruction PSNR).",
         discussion: """
             Generates the views of each test panorama (yaw offset 0, the dataset's per-view prompts, seed + \
             scene index) with the run's latest CAA checkpoint, or with --baseline the same SD without CAA \
@@ -54,6 +54,7 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         threads.apply()
         let target = try registry.run(runName)
+        if target.config.task == .autoencoder { return try evaluateAutoencoder(target) }
         let registry = try self.registry.existing()
         var options = RunEvaluator.Options(
             inceptionWeights: try target.inceptionWeights(override: inception, fallback: defaultInceptionWeights))
@@ -81,5 +82,16 @@ struct EvalCommand: ParsableCommand {
             print("note: \(note)")
         }
         print("recorded in \(registry.url.path)")
+    }
+
+    /// An autoencoder run: reconstruction PSNR of its VAE on the split's views.
+    func evaluateAutoencoder(_ target: Run) throws {
+        var evaluator = AutoencoderEvaluator(run: target, split: split)
+        evaluator.limit = limit
+        evaluator.device = device.resolved(default: target.config.training.device)
+        let report = try evaluator.evaluate()
+        print("autoencoder of run '\(target.config.name)' on \(split.rawValue): \(report.views) views, reconstruction PSNR " +
+              String(format: "%.2f dB (worst view %.2f dB)", report.psnr, report.worstPSNR))
+        print("originals above reconstructions: \(report.contactSheet.path)")
     }
 }

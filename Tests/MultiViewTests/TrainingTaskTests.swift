@@ -16,14 +16,15 @@ final class TrainingTaskTests: XCTestCase {
         Runtime.threads = 2
     }
 
-    func workspace(task: String, extra: String = "", steps: Int, name: String = "task-test") throws -> (Run, RunRegistry) {
+    func workspace(task: String, extra: String = "", steps: Int, name: String = "task-test",
+                   base: URL? = nil) throws -> (Run, RunRegistry) {
         let folder = try TestSupport.temporaryDirectory()
         addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
         _ = try SyntheticRooms.generate(into: folder.appendingPathComponent("rooms"), options: .init(count: 4, seed: 5, faceSize: 64))
         let yaml = """
             name: \(name)
             task: \(task)
-            model: {base: \(try TestSupport.tinyStableDiffusion().path)}
+            model: {base: \(try (base ?? TestSupport.tinyStableDiffusion()).path)}
             dataset: {kind: synthrooms, root: rooms, resolution: 64, views: 8, yaw_offset: zero}
             optimizer: {lr: 1.0e-3}
             schedule: {kind: constant}
@@ -44,8 +45,9 @@ final class TrainingTaskTests: XCTestCase {
         return try withNoGrad { try trainer.task.loss(indices: [0], epoch: 0).item() }
     }
 
-    func assertTrainingLowersTheFixedBatchLoss(task: String, extra: String = "", factor: Double) throws -> (Trainer, Run) {
-        let (run, registry) = try workspace(task: task, extra: extra, steps: 12)
+    func assertTrainingLowersTheFixedBatchLoss(task: String, extra: String = "", base: URL? = nil,
+                                               factor: Double) throws -> (Trainer, Run) {
+        let (run, registry) = try workspace(task: task, extra: extra, steps: 12, base: base)
         let trainer = try Trainer(run: run, registry: registry)
         let state = try trainer.generator.state()
         let before = try fixedBatchLoss(trainer, state: state)
@@ -65,6 +67,11 @@ final class TrainingTaskTests: XCTestCase {
         for (name, tensor) in task.vae.stateDict() {
             XCTAssertEqual(try TestSupport.maxAbsDifference(written.stateDict()[name]!, tensor), 0, name)
         }
+        // Its scaling factor is measured on the training views (1 / σ of the latents), not copied.
+        let baseScale = try AutoencoderKL.load(from: ModelFolder(url: TestSupport.tinyStableDiffusion()).vae).scalingFactor
+        let sigma = try task.latentStandardDeviation()
+        XCTAssertNotEqual(written.scalingFactor, baseScale)
+        XCTAssertEqual(written.scalingFactor, 1 / sigma, accuracy: 0.05 / sigma, "σ of another draw of the same latents")
         // The rest of the base folder is copied unchanged.
         let base = try TestSupport.tinyStableDiffusion()
         for file in ["unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/vocab.json"] {
@@ -85,6 +92,57 @@ final class TrainingTaskTests: XCTestCase {
         for (name, tensor) in task.textEncoder.stateDict() {
             XCTAssertEqual(try TestSupport.maxAbsDifference(pipeline.textEncoder.stateDict()[name]!, tensor), 0, name)
         }
+    }
+
+    /// What the reference libraries find in a folder Backdrop wrote (tools/load_reference.py): per
+    /// component, missing and unexpected keys and each parameter's sum and sum of squares.
+    func referenceSummary(_ flag: String, _ folder: URL) throws -> [String: Any] {
+        let (status, output) = try TestSupport.runPythonTool("load_reference.py", [flag, folder.path])
+        XCTAssertEqual(status, 0, output)
+        let line = try XCTUnwrap(output.split(separator: "\n").last { $0.hasPrefix("{") }, output)
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    /// The library loads `component` strictly, and every tensor it holds has the sums of ours.
+    func assertReferenceHolds(_ summary: [String: Any], _ component: String, _ ours: [String: Tensor]) throws {
+        let entry = try XCTUnwrap(summary[component] as? [String: Any], component)
+        XCTAssertEqual(entry["missing"] as? [String], [], component)
+        XCTAssertEqual(entry["unexpected"] as? [String], [], component)
+        let sums = try XCTUnwrap(entry["sums"] as? [String: [Double]])
+        XCTAssertEqual(Set(sums.keys), Set(ours.keys), component)
+        for (name, tensor) in ours {
+            let t = try tensor.to(dtype: .float64)
+            let (sum, squares) = (try t.sum().item(), try (t * t).sum().item())
+            let reference = try XCTUnwrap(sums[name])
+            XCTAssertEqual(reference[0], sum, accuracy: 1e-9 * max(1, squares), "\(component).\(name)")
+            XCTAssertEqual(reference[1], squares, accuracy: 1e-9 * max(1, squares), "\(component).\(name)")
+        }
+    }
+
+    /// diffusers and transformers load the folder a text-to-image run writes, without a missing or
+    /// unexpected key, and hold its weights.
+    func testDiffusersLoadsTheWrittenModel() throws {
+        let (run, registry) = try workspace(task: "text_to_image", steps: 2)
+        let trainer = try Trainer(run: run, registry: registry)
+        try trainer.run()
+        let task = try XCTUnwrap(trainer.task as? TextToImageTask)
+        let summary = try referenceSummary("--diffusers", run.modelDirectory)
+        XCTAssertEqual(summary["pipeline"] as? String, "StableDiffusionPipeline")
+        try assertReferenceHolds(summary, "unet", task.unet.stateDict())
+        try assertReferenceHolds(summary, "text_encoder", task.textEncoder.stateDict())
+        try assertReferenceHolds(summary, "vae", task.vae.stateDict())
+    }
+
+    /// The in-domain CLIP task learns on a fixed batch and writes a folder transformers loads.
+    func testCLIPLearnsAndWritesATransformersFolder() throws {
+        let base = TestSupport.fixture("parity/clip_gelu/model")
+        let (trainer, run) = try assertTrainingLowersTheFixedBatchLoss(
+            task: "clip", extra: "", base: base, factor: 0.9)
+        let task = try XCTUnwrap(trainer.task as? CLIPTask)
+        try assertReferenceHolds(try referenceSummary("--clip", run.modelDirectory), "clip", task.model.stateDict())
+        // Duplicate captions share their targets: each row is a distribution over the equal captions.
+        let targets = try CLIPTask.sameCaptionTargets(["a", "b", "a"]).toArray(Float.self)
+        XCTAssertEqual(targets, [0.5, 0, 0.5, 0, 1, 0, 0.5, 0, 0.5])
     }
 
     /// A text-to-image run stopped after a checkpoint and resumed ends with the same losses, weights

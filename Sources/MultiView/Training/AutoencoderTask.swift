@@ -40,8 +40,28 @@ final class AutoencoderTask: TrainingTask {
         return (try l1 + kl * context.config.autoencoder.klWeight, l1, kl)
     }
 
+    /// Writes the VAE with its `scaling_factor` set to 1 / σ of its latents on the training views, as
+    /// LDM measured SD's 0.18215, so that the UNet's inputs have unit variance.
     func writeModel(to destination: URL) throws -> URL? {
-        try folder.write(to: destination, replacingWeights: ["vae": vae.stateDict()])
+        let scale = 1 / (try latentStandardDeviation())
+        try folder.write(to: destination, replacingWeights: ["vae": vae.stateDict()], config: ["vae": ["scaling_factor": scale]])
         return destination
+    }
+
+    /// σ of posterior samples over the views of up to `panoramas` training panoramas (yaw offsets of
+    /// epoch 0).
+    func latentStandardDeviation(panoramas: Int = 32) throws -> Double {
+        vae.eval()
+        defer { vae.train() }
+        let indices = Array(context.loader.indices(epoch: 0).prefix(panoramas))
+        let latents = try withNoGrad {
+            try stride(from: 0, to: indices.count, by: 4).map { start in
+                let chunk = Array(indices[start..<min(start + 4, indices.count)])
+                let (images, _, _) = try MultiViewSample.collate(context.samples(chunk, epoch: 0))
+                let x = try images.flatten(start: 0, end: 1).to(dtype: vae.encoder.conv_in.weight.dtype, device: context.device)
+                return try vae.encode(x).sample(generator: context.generator).to(dtype: .float64, device: .cpu).flatten()
+            }
+        }
+        return try Tensor.cat(latents).std().item()
     }
 }

@@ -58,10 +58,11 @@ public final class Trainer {
             throw DatasetError(file: run.datasetRoot.path,
                                "\(loader.countPerEpoch) panoramas, fewer than one batch of \(config.training.batchSize)")
         }
-        if let url = run.latentCache, FileManager.default.fileExists(atPath: url.path), config.task != .autoencoder {
+        let readsLatents = [.caa, .textToImage].contains(config.task)
+        if let url = run.latentCache, FileManager.default.fileExists(atPath: url.path), readsLatents {
             cache = try LatentCache(url: url, run: run, panoramaCount: source.count)
         } else {
-            if let url = run.latentCache, config.task != .autoencoder {
+            if let url = run.latentCache, readsLatents {
                 FileHandle.standardError.write(Data(("latent cache \(url.path) not found: encoding with the VAE in the loop " +
                                                      "(`backdrop cache build --config …` builds it)\n").utf8))
             }
@@ -73,6 +74,7 @@ public final class Trainer {
         case .caa: task = try CAATask(context)
         case .autoencoder: task = try AutoencoderTask(context)
         case .textToImage: task = try TextToImageTask(context)
+        case .clip: task = try CLIPTask(context)
         }
         let trainable = task.trained.namedParameters().filter { $0.1.requiresGrad }
         optimizer = try Self.optimizer(config.optimizer, parameters: trainable.map(\.1))

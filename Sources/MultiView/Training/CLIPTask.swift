@@ -1,0 +1,73 @@
+import Datasets
+import Evaluation
+import Experiments
+import Foundation
+import StableDiffusion
+import Torch
+
+/// An in-domain CLIP: the transformers `CLIPModel` folder of `model.base` trained contrastively on
+/// view–caption pairs, CLIP's symmetric cross-entropy over the batch's image–text similarities
+/// scaled by exp(logit_scale) (capped at 100, as CLIP clips it). Views of one room often share a
+/// caption ("a kitchen with a white wall"), so a caption's targets are all the images it describes,
+/// equally, rather than a false negative per duplicate (docs/metrics.md#in-domain-clip).
+final class CLIPTask: TrainingTask {
+    let context: TrainingContext
+    let model: CLIPModel
+    let tokenizer: CLIPTokenizer
+    /// The folder's own preprocessing, which the CLIP score applies to generated views too.
+    let processor: CLIPImageProcessor
+    var trained: Module { model }
+    let checkpointFormat = "clip-v1"
+
+    init(_ context: TrainingContext) throws {
+        self.context = context
+        let base = context.run.baseModel
+        model = try CLIPModel.load(from: base, dtype: context.config.model.dtype.dtype, device: context.device)
+        model.train()
+        tokenizer = try CLIPTokenizer(directory: base)
+        processor = try CLIPImageProcessor.load(from: base)
+    }
+
+    func loss(indices: [Int], epoch: Int) throws -> Tensor {
+        let (images, _, prompts) = try MultiViewSample.collate(context.samples(indices, epoch: epoch))
+        return try loss(images: images.flatten(start: 0, end: 1), captions: prompts.flatMap { $0 })
+    }
+
+    /// Images `[N, 3, S, S]` in [−1, 1] and their captions.
+    func loss(images: Tensor, captions: [String]) throws -> Tensor {
+        let device = context.device
+        // As 8-bit images, the form generated views are scored in.
+        let bytes = try ((images.clamp(min: -1, max: 1) + 1) * 127.5).round().to(dtype: .uint8, device: .cpu)
+        let pixels = try processor((0..<bytes.shape[0]).map { try bytes.select(dim: 0, index: $0) }).to(device: device)
+        let ids = try tokenizer(captions).to(device: device)
+        let (imageEmbeddings, textEmbeddings) = try context.autocast {
+            (try model.imageEmbeddings(pixels), try model.textEmbeddings(ids))
+        }
+        let i = try imageEmbeddings.to(dtype: .float32), t = try textEmbeddings.to(dtype: .float32)
+        let similarity = try (i / Linalg.vectorNorm(i, ord: 2, dims: [-1], keepDim: true))
+            .matmul((t / Linalg.vectorNorm(t, ord: 2, dims: [-1], keepDim: true)).transpose(0, 1))
+        let logits = try similarity * model.logit_scale.exp().clamp(max: 100)
+        let targets = try Self.sameCaptionTargets(captions).to(device: device)
+        let imageToText = try -(targets * logits.logSoftmax(dim: 1)).sum(dims: [1]).mean()
+        let textToImage = try -(targets * logits.transpose(0, 1).logSoftmax(dim: 1)).sum(dims: [1]).mean()
+        return try (imageToText + textToImage) / 2
+    }
+
+    /// `[N, N]`: row k spreads 1 evenly over the items whose caption equals caption k.
+    static func sameCaptionTargets(_ captions: [String]) throws -> Tensor {
+        let n = captions.count
+        var values = [Float](repeating: 0, count: n * n)
+        for a in 0..<n {
+            let matches = (0..<n).filter { captions[$0] == captions[a] }
+            for b in matches { values[a * n + b] = 1 / Float(matches.count) }
+        }
+        return try Tensor(values, shape: [n, n])
+    }
+
+    func writeModel(to destination: URL) throws -> URL? {
+        try ModelFolderWriter.write(copying: context.run.baseModel, to: destination, replacing: [
+            .init(subfolder: "", file: "model.safetensors", weights: model.stateDict()),
+        ])
+        return destination
+    }
+}
