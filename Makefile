@@ -20,7 +20,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test test-libtorch2 pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test test-libtorch2 pretrain bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -225,20 +225,29 @@ demo: build
 	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), results/tables (Table I), $(DEMO)/export, $(DEMO)/call (the video call)"
 
 # The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
-# synthetic rooms → the VAE → latent cache → UNet + text encoder. Each stage prints its time.
+# synthetic rooms → the VAE → latent cache → UNet + text encoder → the in-domain CLIP → CAA. Each
+# stage prints its time; every run resumes from its latest checkpoint (a finished run only rewrites
+# its model folder), so an interrupted `make pretrain` continues where it stopped.
 MINI_INIT := $(CACHE)/models/miniature-init
+MINI_CLIP_INIT := $(CACHE)/models/miniature-clip-init
 MINI_ROOMS := datasets/miniature-rooms
 BACKDROP_RELEASE = $$(swift build $(RELEASE) --show-bin-path)/backdrop
 $(MINI_INIT)/model_index.json: tools/make_tiny_sd.py | venv assets
 	@$(PY) tools/make_tiny_sd.py --preset miniature --out $(MINI_INIT) >/dev/null
-pretrain: setup $(MINI_INIT)/model_index.json
+$(MINI_CLIP_INIT)/config.json: tools/make_clip_init.py | venv assets
+	@$(PY) tools/make_clip_init.py --out $(MINI_CLIP_INIT) >/dev/null
+pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	swift build $(RELEASE) --product backdrop
-	@stage() { local t=$$(date +%s); "$$@" || exit 1; echo "stage done in $$(( $$(date +%s) - t )) s: $$*"; }; \
-	[ -f $(MINI_ROOMS)/test.npy ] || stage $(BACKDROP_RELEASE) dataset synth --out $(MINI_ROOMS) --count 4000 --face-size 96 --seed 0; \
-	stage $(BACKDROP_RELEASE) train experiments/miniature/autoencoder.yaml && \
-	stage $(BACKDROP_RELEASE) eval --run mini_autoencoder && \
-	stage $(BACKDROP_RELEASE) cache build --config experiments/miniature/text_to_image.yaml && \
-	stage $(BACKDROP_RELEASE) train experiments/miniature/text_to_image.yaml
+	@set -e; bd=$(BACKDROP_RELEASE); \
+	stage() { local t=$$(date +%s); "$$@"; echo "== stage done in $$(( $$(date +%s) - t )) s: $${*:2}"; }; \
+	[ -f $(MINI_ROOMS)/test.npy ] || stage $$bd dataset synth --out $(MINI_ROOMS) --count 4000 --face-size 96 --seed 0; \
+	stage $$bd train experiments/miniature/autoencoder.yaml --resume; \
+	stage $$bd eval --run mini_autoencoder; \
+	[ -f results/cache/mini_text_to_image.h5 ] || stage $$bd cache build --config experiments/miniature/text_to_image.yaml; \
+	stage $$bd train experiments/miniature/text_to_image.yaml --resume; \
+	stage $$bd train experiments/miniature/clip.yaml --resume; \
+	[ -f results/cache/mini_caa.h5 ] || stage $$bd cache build --config experiments/miniature/caa.yaml; \
+	stage $$bd train experiments/miniature/caa.yaml --resume
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup
@@ -271,6 +280,12 @@ bench-segmentation: setup $(MP_VENV)/.ready
 bench-inception: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --inception --threads $(BENCH_THREADS) --python $(PY)
+
+# Issue 13: the miniature SD's text-to-image training step against diffusers + transformers, and one
+# epoch of its latent cache against the VAE in the loop (needs `make pretrain`'s first stages).
+bench-pretrain: setup $(MINI_INIT)/model_index.json
+	swift build $(RELEASE) --product backdrop-bench
+	.build/release/backdrop-bench --text-to-image --threads $(BENCH_THREADS) --python $(PY)
 
 # Issue 4: one smoke-config epoch with the VAE and text encoder in the loop vs from the HDF5 latent cache.
 bench-cache: setup

@@ -139,7 +139,7 @@ let package = Package(
         .testTarget(name: "MediaTests", dependencies: ["Media", "Geometry", "Datasets", "BackdropTestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Workflows", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "BackdropTestSupport"]),
-        .testTarget(name: "MultiViewTests", dependencies: ["MultiView", "Parity", "BackdropTestSupport"]),
+        .testTarget(name: "MultiViewTests", dependencies: ["MultiView", "Parity", "Workflows", "Media", "BackdropTestSupport"]),
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
     ],
     swiftLanguageModes: [.v5],

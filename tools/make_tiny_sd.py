@@ -7,7 +7,7 @@ Deterministic: the same seed writes the same weights.
   (32, 64) and an 8× VAE, for the smoke training run and the tests (never trained).
 - `--preset miniature`: the untrained starting point of the miniature SD that `make pretrain`
   trains (docs/models.md#miniature-sd): a 4× VAE for 64² views (16² latents), a three-level UNet
-  (64, 128, 192 channels), a 4-layer text encoder of width 128, and DDPM's linear noise schedule.
+  (32, 64, 128 channels), a 4-layer text encoder of width 128, and DDPM's linear noise schedule.
 
     python tools/make_tiny_sd.py --out DIR [--seed 0] [--preset tiny|miniature]
 """
@@ -34,11 +34,12 @@ TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atten
 
 # The miniature SD (docs/models.md#miniature-sd). 64² views through a 4× VAE give 16² latents, the
 # size at which a UNet this small still sees a whole wall; heads of 32 channels as SD's are of 64.
-MINIATURE_UNET = dict(sample_size=16, block_out_channels=[64, 128, 192],
+# Widths are what two CPU cores can train for thousands of steps within the pretraining budget.
+MINIATURE_UNET = dict(sample_size=16, block_out_channels=[32, 64, 128],
                       down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                       up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-                      layers_per_block=1, attention_head_dim=[2, 4, 6], cross_attention_dim=128,
-                      use_linear_projection=True, norm_num_groups=32)
+                      layers_per_block=1, attention_head_dim=[1, 2, 4], cross_attention_dim=128,
+                      use_linear_projection=True, norm_num_groups=16)
 MINIATURE_VAE = dict(block_out_channels=[32, 64, 128], down_block_types=["DownEncoderBlock2D"] * 3,
                      up_block_types=["UpDecoderBlock2D"] * 3, latent_channels=4, norm_num_groups=16, sample_size=64,
                      layers_per_block=1)

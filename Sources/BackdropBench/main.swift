@@ -10,7 +10,8 @@ struct Options {
     /// minutes); `--inception`, FID feature extraction (`make bench-inception`); `--call`, the call
     /// pipeline stages (`make bench-call`, and the end of `make bench`, in a fresh process so that the
     /// earlier workloads' allocations and threads do not colour it); `--segmentation`, the selfie model
-    /// against MediaPipe's runtime (`make bench-segmentation`).
+    /// against MediaPipe's runtime (`make bench-segmentation`); `--text-to-image`, the miniature SD's
+    /// training step (`make bench-pretrain`).
     var only: ((Options) throws -> Void)?
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
@@ -25,8 +26,9 @@ struct Options {
             case "--inception": only = InceptionBench.run
             case "--call": only = CallBench.run
             case "--segmentation": only = SegmentationBench.run
+            case "--text-to-image": only = TextToImageBench.run
             default:
-                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call | --segmentation]")
+                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call | --segmentation | --text-to-image]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
             }
         }
@@ -104,6 +106,7 @@ if let status = UNetBench.runChildIfRequested() { exit(status) }
 if let status = CLIPBench.runChildIfRequested() { exit(status) }
 if let status = InceptionBench.runChildIfRequested() { exit(status) }
 if let status = CAABench.runChildIfRequested() { exit(status) }
+if let status = TextToImageBench.runChildIfRequested() { exit(status) }
 if let status = TrackingBench.runChildIfRequested() { exit(status) }
 let options = Options(CommandLine.arguments)
 Runtime.threads = options.threads

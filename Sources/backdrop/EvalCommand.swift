@@ -54,7 +54,11 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         threads.apply()
         let target = try registry.run(runName)
-        if target.config.task == .autoencoder { return try evaluateAutoencoder(target) }
+        switch target.config.task {
+        case .autoencoder: return try evaluateAutoencoder(target)
+        case .clip: return try evaluateCLIP(target)
+        case .caa, .textToImage: break
+        }
         let registry = try self.registry.existing()
         var options = RunEvaluator.Options(
             inceptionWeights: try target.inceptionWeights(override: inception, fallback: defaultInceptionWeights))
@@ -93,5 +97,17 @@ struct EvalCommand: ParsableCommand {
         print("autoencoder of run '\(target.config.name)' on \(split.rawValue): \(report.views) views, reconstruction PSNR " +
               String(format: "%.2f dB (worst view %.2f dB)", report.psnr, report.worstPSNR))
         print("originals above reconstructions: \(report.contactSheet.path)")
+    }
+
+    /// A CLIP run: image→text retrieval among the split's distinct captions.
+    func evaluateCLIP(_ target: Run) throws {
+        var evaluator = CLIPRetrievalEvaluator(run: target, split: split)
+        evaluator.limit = limit
+        evaluator.device = device.resolved(default: target.config.training.device)
+        evaluator.batchSize = batchSize
+        let r = try evaluator.evaluate()
+        print("CLIP of run '\(target.config.name)' on \(split.rawValue): \(r.views) views against \(r.captions) distinct captions; " +
+              String(format: "image→text top-1 %.1f %%, top-5 %.1f %% (chance %.1f %%)", 100 * r.top1, 100 * r.top5,
+                     100 / Double(r.captions)))
     }
 }

@@ -1,9 +1,11 @@
 import BackdropTestSupport
 import Datasets
 import Experiments
+import Media
 import Foundation
 import StableDiffusion
 import Torch
+import Workflows
 import XCTest
 
 @testable import MultiView
@@ -72,6 +74,21 @@ final class TrainingTaskTests: XCTestCase {
         let sigma = try task.latentStandardDeviation()
         XCTAssertNotEqual(written.scalingFactor, baseScale)
         XCTAssertEqual(written.scalingFactor, 1 / sigma, accuracy: 0.05 / sigma, "σ of another draw of the same latents")
+        // Reconstruction PSNR on the test views: the trained VAE beats the untrained one it started from.
+        var evaluator = AutoencoderEvaluator(run: run, split: .test)
+        evaluator.limit = 1
+        let trained = try evaluator.evaluate()
+        let untrainedRun = Run(config: run.config, workingDirectory: run.workingDirectory.appendingPathComponent("untrained"))
+        try FileManager.default.createDirectory(at: untrainedRun.directory, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: untrainedRun.modelDirectory, withDestinationURL: TestSupport.tinyStableDiffusion())
+        try FileManager.default.createSymbolicLink(at: untrainedRun.datasetRoot, withDestinationURL: run.datasetRoot)
+        let untrained = try AutoencoderEvaluator(run: untrainedRun, split: .test).evaluate()
+        print("reconstruction PSNR: untrained \(untrained.psnr) dB, trained \(trained.psnr) dB")
+        XCTAssertEqual(trained.views, 8)
+        XCTAssertGreaterThan(trained.psnr, untrained.psnr + 1)
+        XCTAssertLessThanOrEqual(trained.worstPSNR, trained.psnr)
+        let sheet = try Image(contentsOf: trained.contactSheet)
+        XCTAssertEqual([sheet.height, sheet.width], [2 * 64, 8 * 64], "originals above reconstructions, 8 views wide")
         // The rest of the base folder is copied unchanged.
         let base = try TestSupport.tinyStableDiffusion()
         for file in ["unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/vocab.json"] {
@@ -140,6 +157,13 @@ final class TrainingTaskTests: XCTestCase {
             task: "clip", extra: "", base: base, factor: 0.9)
         let task = try XCTUnwrap(trainer.task as? CLIPTask)
         try assertReferenceHolds(try referenceSummary("--clip", run.modelDirectory), "clip", task.model.stateDict())
+        // Retrieval on the test split: every view against the split's distinct captions.
+        var retrieval = CLIPRetrievalEvaluator(run: run, split: .test)
+        retrieval.limit = 1
+        let r = try retrieval.evaluate()
+        XCTAssertEqual(r.views, 8)
+        XCTAssertLessThanOrEqual(r.captions, 8)
+        XCTAssertTrue((0...1).contains(r.top1) && r.top1 <= r.top5, "\(r)")
         // Duplicate captions share their targets: each row is a distribution over the equal captions.
         let targets = try CLIPTask.sameCaptionTargets(["a", "b", "a"]).toArray(Float.self)
         XCTAssertEqual(targets, [0.5, 0, 0.5, 0, 1, 0, 0.5, 0, 0.5])
