@@ -165,3 +165,11 @@ public struct Image: Equatable, Sendable {
         }
     }
 }
+
+extension Tensor {
+    /// `[…, 3, H, W]` in [−1, 1] → uint8 on the CPU, rounded as a PNG of it stores it
+    /// (`Image(tensor:range: .signed)`): the form views are kept and scored in.
+    public func signedToUInt8() throws -> Tensor {
+        try (((to(dtype: .float32, device: .cpu) + 1) / 2).clamp(min: 0, max: 1) * 255).round().to(dtype: .uint8)
+    }
+}

@@ -37,16 +37,14 @@ public struct CLIPRetrievalEvaluator {
         let progress = ProgressReporter(title: "views of \(run.config.name)", total: count)
         for index in 0..<count {
             let sample = try source.sample(at: index, yawOffset: 0)
-            let bytes = try ((sample.images.clamp(min: -1, max: 1) + 1) * 127.5).round().to(dtype: .uint8)
-            images += try (0..<bytes.shape[0]).map { try bytes.select(dim: 0, index: $0) }
+            images += try (0..<sample.images.shape[0]).map { try sample.images.select(dim: 0, index: $0).signedToUInt8() }
             captions += sample.prompts
             progress.update(index + 1)
         }
         progress.finish()
         let distinct = Array(Set(captions)).sorted()
         let position = Dictionary(uniqueKeysWithValues: distinct.enumerated().map { ($0.element, $0.offset) })
-        func unit(_ x: Tensor) throws -> Tensor { try x / Linalg.vectorNorm(x, ord: 2, dims: [-1], keepDim: true) }
-        let similarity = try unit(scorer.imageEmbeddings(images)).matmul(unit(scorer.textEmbeddings(distinct)).transpose(0, 1))
+        let similarity = try unitRows(scorer.imageEmbeddings(images)).matmul(unitRows(scorer.textEmbeddings(distinct)).transpose(0, 1))
         let k = min(5, distinct.count)
         let ranked = try similarity.topk(k, dim: 1).indices.to(dtype: .int64).toArray(Int64.self)
         var hits1 = 0, hits5 = 0

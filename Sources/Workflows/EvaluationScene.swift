@@ -20,7 +20,7 @@ public struct EvaluationScene {
     public init(_ sample: MultiViewSample) throws {
         index = sample.index
         identifier = sample.panoramaID
-        groundTruth = try toUInt8(sample.images)
+        groundTruth = try sample.images.signedToUInt8()
         prompts = sample.prompts
         layout = sample.layout
     }
@@ -34,11 +34,6 @@ public struct EvaluationScene {
 
     /// A folder name: position in the split and the panorama id.
     var folderName: String { String(format: "%05d_", index) + identifier.replacingOccurrences(of: "/", with: "_") }
-}
-
-/// `[…, 3, H, W]` in [−1, 1] → uint8, rounded as a PNG of it would store it (`Image(tensor:range: .signed)`).
-func toUInt8(_ signed: Tensor) throws -> Tensor {
-    try (((signed.to(dtype: .float32) + 1) / 2).clamp(min: 0, max: 1) * 255).round().to(dtype: .uint8)
 }
 
 /// Generated views of the evaluated scenes, kept under `<folder>/<scene>/view_<i>.png` with the

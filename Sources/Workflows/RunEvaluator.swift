@@ -179,7 +179,7 @@ public final class RunEvaluator {
                                                 seed: setting.seed) { step, _ in
                 progress.update(done * steps + step, status: "scene \(done + 1)/\(missing.count)")
             }
-            let pixels = try toUInt8(result.views)
+            let pixels = try result.views.signedToUInt8()
             try store.save(scene, views: pixels, panorama: result.panorama, settings: setting)
             stored[i] = pixels
         }

@@ -34,6 +34,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "FID Inception weights (default: evaluation.inception_weights, else the fetched NVIDIA archive).")
     var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
+    @Option(help: "A text-to-image run: evaluate this diffusers folder instead of the run's model (e.g. its untrained start).")
+    var model: String?
+    @Option(help: "A text-to-image run: the name its generated views are kept under (default: model, or the --model folder's name).")
+    var label: String?
     @OptionGroup var registry: RegistryOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var threads: ThreadOptions
@@ -57,7 +61,8 @@ struct EvalCommand: ParsableCommand {
         switch target.config.task {
         case .autoencoder: return try evaluateAutoencoder(target)
         case .clip: return try evaluateCLIP(target)
-        case .caa, .textToImage: break
+        case .textToImage: return try evaluateTextToImage(target)
+        case .caa: break
         }
         let registry = try self.registry.existing()
         var options = RunEvaluator.Options(
@@ -109,5 +114,33 @@ struct EvalCommand: ParsableCommand {
         print("CLIP of run '\(target.config.name)' on \(split.rawValue): \(r.views) views against \(r.captions) distinct captions; " +
               String(format: "image→text top-1 %.1f %%, top-5 %.1f %% (chance %.1f %%)", 100 * r.top1, 100 * r.top5,
                      100 / Double(r.captions)))
+    }
+
+    /// A text-to-image run: each test view drawn again from its caption; FID, CLIP score (generated
+    /// and real) and wall-colour agreement.
+    func evaluateTextToImage(_ target: Run) throws {
+        var evaluator = TextToImageEvaluator(run: target, split: split,
+                                             inceptionWeights: try target.inceptionWeights(override: inception, fallback: defaultInceptionWeights))
+        if let model {
+            evaluator.model = URL(fileURLWithPath: expandEnvironment(model))
+            evaluator.label = label ?? evaluator.model.lastPathComponent
+        } else if let label {
+            evaluator.label = label
+        }
+        evaluator.limit = limit
+        evaluator.steps = steps
+        evaluator.guidance = guidance
+        evaluator.seed = seed
+        evaluator.batchSize = batchSize
+        evaluator.clipModel = try target.clipModel(override: clip)
+        evaluator.device = device.resolved(default: target.config.training.device)
+        let r = try evaluator.evaluate()
+        func value(_ v: Double?, _ format: String = "%.3f") -> String { v.map { String(format: format, $0) } ?? "— (no --clip)" }
+        print("text-to-image '\(evaluator.label)' of run '\(target.config.name)' on \(split.rawValue): \(r.views) views in \(r.generated.path)")
+        print(String(format: "FID          %.2f", r.fid) + (r.views < 2048 ? " (small sample: compare only on the same views)" : ""))
+        print("CLIP score   generated \(value(r.clipGenerated)), real views \(value(r.clipReal))")
+        print("wall colour  \(value(r.colourAccuracy.map { 100 * $0 }, "%.1f %%")) of \(r.colourViews) views that name one " +
+              "(real views: \(value(r.colourAccuracyReal.map { 100 * $0 }, "%.1f %%")))")
+        print("real (top) and generated (bottom) views: \(r.contactSheet.path)")
     }
 }

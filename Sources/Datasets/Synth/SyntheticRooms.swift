@@ -56,6 +56,9 @@ public enum SyntheticRooms {
 
     public static let panoramasPerScan = 5
 
+    /// The wall colours captions name ("a pale blue wall"), in the generator's vocabulary.
+    public static var wallColours: [String] { RoomGenerator.wallPaints.map(\.name) }
+
     /// Writes `options.count` rooms under `root`, reporting progress when given a reporter.
     @discardableResult
     public static func generate(into root: URL, options: Options, progress: ProgressReporter? = nil) throws -> [Matterport3D.Record] {

@@ -2,6 +2,7 @@ import Datasets
 import Evaluation
 import Experiments
 import Foundation
+import Media
 import StableDiffusion
 import Torch
 
@@ -37,7 +38,7 @@ final class CLIPTask: TrainingTask {
     func loss(images: Tensor, captions: [String]) throws -> Tensor {
         let device = context.device
         // As 8-bit images, the form generated views are scored in.
-        let bytes = try ((images.clamp(min: -1, max: 1) + 1) * 127.5).round().to(dtype: .uint8, device: .cpu)
+        let bytes = try images.signedToUInt8()
         let pixels = try processor((0..<bytes.shape[0]).map { try bytes.select(dim: 0, index: $0) }).to(device: device)
         let ids = try tokenizer(captions).to(device: device)
         let (imageEmbeddings, textEmbeddings) = try context.autocast {
