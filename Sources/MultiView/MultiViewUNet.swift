@@ -60,11 +60,19 @@ public final class MultiViewUNet: Module {
         }
     }
 
-    /// `loadCAA` from a safetensors file; errors name the file.
+    /// `loadCAA` from a safetensors file; errors name the file. A training checkpoint of a run that
+    /// keeps an EMA (`training.ema_decay`) holds the average of its parameters under `ema.` beside the
+    /// raw weights; the average is what loads, as it is what the run is for.
     @discardableResult
     public func loadCAA(contentsOf url: URL, strict: Bool = true) throws -> StateDictReport {
         do {
-            return try loadCAA(SafetensorsFile(url: url).loadAll(), strict: strict)
+            var weights = try SafetensorsFile(url: url).loadAll()
+            // The average covers the parameters; buffers (positional-encoding frequencies) are the raw ones.
+            for (key, average) in weights where key.hasPrefix("ema.") {
+                weights[String(key.dropFirst(4))] = average
+                weights[key] = nil
+            }
+            return try loadCAA(weights, strict: strict)
         } catch {
             throw TorchError("\(url.path): \(error)")
         }

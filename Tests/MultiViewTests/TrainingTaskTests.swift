@@ -169,6 +169,27 @@ final class TrainingTaskTests: XCTestCase {
         XCTAssertEqual(targets, [0.5, 0, 0.5, 0, 1, 0, 0.5, 0, 0.5])
     }
 
+    /// A CAA run that keeps an EMA: inference (panorama, export, evaluation) loads the average.
+    func testCAAWithEMALoadsTheAverageForInference() throws {
+        let (base, registry) = try workspace(task: "caa", extra: "caa: {pe_max_frequency: 16}", steps: 3)
+        var config = base.config
+        config.training.emaDecay = 0.9
+        let run = Run(config: config, workingDirectory: base.workingDirectory)
+        let trainer = try Trainer(run: run, registry: registry)
+        try trainer.run()
+        let ema = try XCTUnwrap(trainer.ema)
+        let unet = try UNet2DConditionModel.load(from: ModelFolder(url: TestSupport.tinyStableDiffusion()).unet)
+        let (model, _) = try run.trainedModel(unet: unet, vaeScale: 8)
+        let loaded = model.caaStateDict()
+        for (name, average) in ema.stateDict() {
+            XCTAssertEqual(try TestSupport.maxAbsDifference(XCTUnwrap(loaded[name]), average), 0, name)
+        }
+        // The checkpoint's raw weights differ from the average, so the check above can tell them apart.
+        let saved = try SafetensorsFile(url: run.checkpoint(.latest).weights).loadAll()
+        let moved = try ema.stateDict().map { try TestSupport.maxAbsDifference(XCTUnwrap(saved[$0.key]), $0.value) }.max() ?? 0
+        XCTAssertGreaterThan(moved, 0)
+    }
+
     /// A text-to-image run stopped after a checkpoint and resumed ends with the same losses, weights
     /// and EMA as one that ran straight through.
     func testResumeRestoresWeightsEMAAndRandomState() throws {
