@@ -4,7 +4,9 @@
 #      `make test-libtorch2` unpacks; on a GPU machine point it at a pip-installed torch/ whose nvidia-*
 #      wheels are installed beside it, so libtorch_cuda can load), linking libtorch_cuda (LIBTORCH_CUDA=1);
 #   2. prints `backdrop info` (LibTorch path, version, C++ ABI, CUDA runtime and cuDNN, devices);
-#   3. runs every committed parity case (`backdrop parity`, on the CPU: the cases pin numbers, not speed);
+#   3. runs every parity case (`backdrop parity`, on the CPU: the cases pin numbers, not speed), each
+#      committed case replaced by the one the Python reference made on LibTorch 2.15 when
+#      `make test-libtorch2` has written it (docs/libtorch.md#the-reference-on-libtorch-215);
 #   4. trains a few CAA steps of the smoke config on cuda:0 in fp32 and in bf16 autocast, and prints
 #      steps/s and peak GPU memory (nvidia-smi's sampled maximum) for each.
 # It prints everything to standard output; run it as one command and keep the log.
@@ -27,7 +29,13 @@ echo "== backdrop info"
 "$backdrop" info
 
 echo "== parity cases"
-"$backdrop" parity Tests/Fixtures/parity/*/
+regenerated=$(ls -d "$cache"/reference-torch-2.15.0-*/parity 2>/dev/null | head -1 || true)
+cases=()
+for case in Tests/Fixtures/parity/*/; do
+    name=$(basename "$case")
+    if [ -n "$regenerated" ] && [ -d "$regenerated/$name" ]; then cases+=("$regenerated/$name"); else cases+=("$case"); fi
+done
+"$backdrop" parity "${cases[@]}"
 
 echo "== CAA training steps on cuda:0"
 work=$(mktemp -d)
