@@ -1,8 +1,9 @@
 import BackdropTestSupport
 import Datasets
 import Experiments
-import Media
 import Foundation
+import Media
+import Parity
 import StableDiffusion
 import Torch
 import Workflows
@@ -148,6 +149,15 @@ final class TrainingTaskTests: XCTestCase {
         try assertReferenceHolds(summary, "unet", task.unet.stateDict())
         try assertReferenceHolds(summary, "text_encoder", task.textEncoder.stateDict())
         try assertReferenceHolds(summary, "vae", task.vae.stateDict())
+        // From the same initial latents diffusers' pipeline and Backdrop's give the same image.
+        let caseFolder = run.workingDirectory.appendingPathComponent("pipeline-case")
+        let (status, output) = try TestSupport.runPythonTool("make_pipeline_case.py", [
+            "--model", run.modelDirectory.path, "--out", caseFolder.path, "--steps", "5", "--guidance", "5"])
+        XCTAssertEqual(status, 0, output)
+        let report = Parity.run(caseFolder)
+        XCTAssertNil(report.error)
+        XCTAssertEqual(report.tensors.map(\.name).sorted(), ["final_latents", "image"])
+        for t in report.tensors { XCTAssertTrue(t.passed, "\(t.name): max-abs \(t.maxAbs)") }
     }
 
     /// The in-domain CLIP task learns on a fixed batch and writes a folder transformers loads.
