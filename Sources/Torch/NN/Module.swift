@@ -27,13 +27,24 @@ public struct StateDictReport: CustomStringConvertible, Sendable {
 
     public var isClean: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
 
+    /// The first keys of each kind, and how many there are: a checkpoint of another model lists
+    /// thousands, and the first few say what happened.
     public var description: String {
+        func listed(_ keys: [String]) -> String {
+            keys.count <= Self.shown ? keys.joined(separator: ", ")
+                : keys.prefix(Self.shown).joined(separator: ", ") + " and \(keys.count - Self.shown) more"
+        }
         var parts: [String] = []
-        if !missing.isEmpty { parts.append("missing keys: \(missing.joined(separator: ", "))") }
-        if !unexpected.isEmpty { parts.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
-        for m in mismatched { parts.append("shape mismatch for \(m.key): model \(m.expected), checkpoint \(m.found)") }
+        if !missing.isEmpty { parts.append("missing keys: \(listed(missing))") }
+        if !unexpected.isEmpty { parts.append("unexpected keys: \(listed(unexpected))") }
+        for m in mismatched.prefix(Self.shown) {
+            parts.append("shape mismatch for \(m.key): model \(m.expected), checkpoint \(m.found)")
+        }
+        if mismatched.count > Self.shown { parts.append("\(mismatched.count - Self.shown) more shape mismatches") }
         return parts.isEmpty ? "all keys matched" : parts.joined(separator: "; ")
     }
+
+    static let shown = 8
 }
 
 /// Base of every layer and model. Parameters, buffers and child modules are the stored properties
