@@ -149,6 +149,10 @@ final class TrainingTaskTests: XCTestCase {
         try assertReferenceHolds(summary, "unet", task.unet.stateDict())
         try assertReferenceHolds(summary, "text_encoder", task.textEncoder.stateDict())
         try assertReferenceHolds(summary, "vae", task.vae.stateDict())
+        // It has no CAA weights, and CAA inference says so.
+        XCTAssertThrowsError(try run.trainedModel(unet: task.unet, vaeScale: 8)) { error in
+            XCTAssertTrue("\(error)".contains("is a text_to_image run, not a caa run"), "\(error)")
+        }
         // From the same initial latents diffusers' pipeline and Backdrop's give the same image.
         let caseFolder = run.workingDirectory.appendingPathComponent("pipeline-case")
         let (status, output) = try TestSupport.runPythonTool("make_pipeline_case.py", [

@@ -69,6 +69,15 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(try model.bn.num_batches_tracked.itemInt(), 7)
     }
 
+    /// A checkpoint of another model: the message names the first keys and counts the rest.
+    func testMismatchMessageStaysShort() throws {
+        var report = StateDictReport()
+        report.unexpected = (0..<1000).map { "other.layer\($0).weight" }
+        let message = report.description
+        XCTAssertTrue(message.hasPrefix("unexpected keys: other.layer0.weight, other.layer1.weight"), message)
+        XCTAssertTrue(message.hasSuffix("other.layer7.weight and 992 more"), message)
+    }
+
     func testStrictLoadReportsEveryProblemAndChangesNothing() throws {
         let model = FixtureLayers()
         let before = try model.conv.weight.clone()
