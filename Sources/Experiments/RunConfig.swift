@@ -188,6 +188,8 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         /// Share of training captions replaced by the empty prompt, so that the model also learns the
         /// unconditional prediction classifier-free guidance needs (SD: 0.1).
         public var captionDropout: Double = 0.1
+        /// γ of Min-SNR-γ loss weighting (docs/models.md#min-snr); nil: SD's plain mean.
+        public var snrGamma: Double?
     }
 
     /// What `backdrop eval` needs beyond the run (section `evaluation`, optional).
@@ -299,6 +301,10 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         guard (0..<1).contains(textToImage.captionDropout) else {
             throw ConfigError(file: file, key: "text_to_image.caption_dropout",
                               message: "must lie in [0, 1), got \(textToImage.captionDropout)")
+        }
+        textToImage.snrGamma = try x.double("snr_gamma")
+        if let gamma = textToImage.snrGamma, !(gamma.isFinite && gamma > 0) {
+            throw ConfigError(file: file, key: "text_to_image.snr_gamma", message: "must be a positive number, got \(gamma)")
         }
         try x.finish()
 

@@ -214,17 +214,22 @@ public final class RunRegistry: @unchecked Sendable {
     }
 }
 
-/// The commit of the working directory's git repository, if any (recorded with each run).
+/// The commit recorded with each run: HEAD of the repository at `directory`, with "-dirty" appended when tracked files differ from it
+/// (as `git describe --dirty` marks a tree), so a run's recorded commit never claims code it did not run.
 public func currentGitCommit(in directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) -> String? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["git", "-C", directory.path, "rev-parse", "HEAD"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return nil }
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { return nil }
-    return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    func git(_ arguments: [String]) -> (status: Int32, output: String)? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["git", "-C", directory.path] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    guard let head = git(["rev-parse", "HEAD"]), head.status == 0 else { return nil }
+    let dirty = git(["diff", "--quiet", "HEAD", "--"]).map { $0.status == 1 } ?? false
+    return head.output + (dirty ? "-dirty" : "")
 }

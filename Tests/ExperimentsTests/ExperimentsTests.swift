@@ -73,6 +73,8 @@ final class RunConfigTests: XCTestCase {
                           contains: "task text_to_image only")
         assertConfigError(minimal + "\ntask: text_to_image\ntext_to_image: {caption_dropout: 1.5}",
                           key: "text_to_image.caption_dropout", contains: "[0, 1)")
+        assertConfigError(minimal + "\ntask: text_to_image\ntext_to_image: {snr_gamma: 0}",
+                          key: "text_to_image.snr_gamma", contains: "positive")
         assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {kl_weight: -1}", key: "autoencoder.kl_weight",
                           contains: "negative")
         assertConfigError(minimal + "\ntraining: {ema_decay: 1}", key: "training.ema_decay", contains: "[0, 1)")

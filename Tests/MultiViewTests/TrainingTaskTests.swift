@@ -100,7 +100,7 @@ final class TrainingTaskTests: XCTestCase {
 
     func testTextToImageLearnsAndWritesItsEMAModel() throws {
         let (trainer, run) = try assertTrainingLowersTheFixedBatchLoss(
-            task: "text_to_image", extra: "text_to_image: {caption_dropout: 0.1}", factor: 0.9)
+            task: "text_to_image", extra: "text_to_image: {caption_dropout: 0.1, snr_gamma: 5}", factor: 0.9)
         // The written model holds the EMA of the UNet and the text encoder, which the pipeline loads.
         let pipeline = try StableDiffusionPipeline.load(from: run.modelDirectory)
         let task = try XCTUnwrap(trainer.task as? TextToImageTask)
@@ -110,6 +110,16 @@ final class TrainingTaskTests: XCTestCase {
         for (name, tensor) in task.textEncoder.stateDict() {
             XCTAssertEqual(try TestSupport.maxAbsDifference(pipeline.textEncoder.stateDict()[name]!, tensor), 0, name)
         }
+    }
+
+    /// Min-SNR weighting scales each sample's mean squared error; unit weights give SD's plain loss.
+    func testWeightedNoiseLoss() throws {
+        let prediction = try Tensor.randn([2, 4, 3, 3], generator: Generator(seed: 1))
+        let target = try Tensor.randn([2, 4, 3, 3], generator: Generator(seed: 2))
+        let plain = try noiseLoss(prediction, target).item()
+        XCTAssertEqual(try weightedNoiseLoss(prediction, target, weights: Tensor([1.0, 1.0])).item(), plain, accuracy: 1e-12)
+        let first = try noiseLoss(prediction.narrow(dim: 0, start: 0, length: 1), target.narrow(dim: 0, start: 0, length: 1)).item()
+        XCTAssertEqual(try weightedNoiseLoss(prediction, target, weights: Tensor([0.5, 0.0])).item(), 0.25 * first, accuracy: 1e-12)
     }
 
     /// What the reference libraries find in a folder Backdrop wrote (tools/load_reference.py): per

@@ -65,4 +65,22 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(try noisy.select(dim: 0, index: 0).mean().item(), Double(ddpm.schedule.alphasCumprod[0].squareRoot()), accuracy: 1e-7)
         XCTAssertThrowsError(try ddpm.addNoise(x, noise: noise, timesteps: Tensor([Int64(0), 1000])))
     }
+
+    /// Min-SNR-γ weights (γ = 5) against diffusers 0.27.2's `compute_snr` and its training scripts'
+    /// weighting, printed by it (float32 there, so compared to 1e-5 relative).
+    func testMinSNRWeights() throws {
+        func assertClose(_ ours: [Double], _ theirs: [Double], _ label: String) {
+            for (a, b) in zip(ours, theirs) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), label) }
+        }
+        let steps = [0, 10, 300, 999]
+        var config = DDPMSchedulerConfig()
+        (config.beta_start, config.beta_end, config.beta_schedule) = (0.00085, 0.012, "scaled_linear")
+        let sd = try DDPMScheduler(config: config)
+        assertClose(steps.map(sd.schedule.signalToNoiseRatio), [1175.44055, 103.5075, 1.4420073, 0.00468191318], "SNR")
+        assertClose(sd.minSNRWeights(timesteps: steps, gamma: 5), [0.00425372412, 0.0483056791, 1, 1], "ε weights")
+        (config.beta_start, config.beta_end, config.beta_schedule) = (0.0001, 0.02, "linear")
+        config.prediction_type = .vPrediction
+        let v = try DDPMScheduler(config: config)
+        assertClose(v.minSNRWeights(timesteps: steps, gamma: 5), [0.00050008297, 0.0109675527, 0.39401105, 4.03583144e-05], "v weights")
+    }
 }

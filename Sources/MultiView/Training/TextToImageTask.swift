@@ -69,7 +69,11 @@ final class TextToImageTask: TrainingTask {
         let prediction = try context.autocast {
             try unet(noisy, timestep: timesteps.to(device: device), encoderHiddenStates: textEncoder(ids))
         }
-        return try noiseLoss(prediction, noise.target(sample: latents, noise: eps, timesteps: timesteps))
+        let target = try noise.target(sample: latents, noise: eps, timesteps: timesteps)
+        guard let gamma = context.config.textToImage.snrGamma else { return try noiseLoss(prediction, target) }
+        let steps = try timesteps.toArray(Int64.self).map(Int.init)
+        let weights = try Tensor(noise.minSNRWeights(timesteps: steps, gamma: gamma), shape: [n]).to(device: device)
+        return try weightedNoiseLoss(prediction, target, weights: weights)
     }
 
     func writeModel(to destination: URL) throws -> URL? {

@@ -68,3 +68,10 @@ struct TrainingContext {
 func noiseLoss(_ prediction: Tensor, _ target: Tensor) throws -> Tensor {
     try F.mseLoss(prediction.to(dtype: .float64), target.to(dtype: .float64))
 }
+
+/// The per-sample mean squared error times `weights` `[B]` (float64), averaged over the batch.
+func weightedNoiseLoss(_ prediction: Tensor, _ target: Tensor, weights: Tensor) throws -> Tensor {
+    let error = try (prediction.to(dtype: .float64) - target.to(dtype: .float64)).square()
+    let perSample = try error.flatten(start: 1, end: -1).mean(dim: 1)
+    return try (perSample * weights.to(dtype: .float64)).mean()
+}

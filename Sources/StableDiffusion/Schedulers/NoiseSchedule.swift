@@ -59,6 +59,12 @@ public struct NoiseSchedule: Sendable {
         }
     }
 
+    /// ᾱ_t / (1 − ᾱ_t), computed in double precision from the float32 ᾱ diffusers keeps.
+    public func signalToNoiseRatio(_ timestep: Int) -> Double {
+        let alphaBar = Double(alphasCumprod[timestep])
+        return alphaBar / (1 - alphaBar)
+    }
+
     /// √ᾱ_t and √(1−ᾱ_t) per batch element, shaped `[B, 1, …]` to broadcast over `like`.
     private func coefficients(_ timesteps: Tensor, like sample: Tensor) throws -> (Tensor, Tensor) {
         let steps = try timesteps.flatten().toArray(Int64.self).map(Int.init)
@@ -180,6 +186,18 @@ public struct DDPMScheduler: Sendable {
     /// The loss target for the configured prediction type.
     public func target(sample: Tensor, noise: Tensor, timesteps: Tensor) throws -> Tensor {
         try schedule.trainingTarget(config.prediction_type, sample: sample, noise: noise, timesteps: timesteps)
+    }
+
+    /// Min-SNR-γ loss weights (Hang et al. 2023, docs/models.md#min-snr): `min(SNR_t, γ) / SNR_t` for ε- and
+    /// x₀-targets, `min(SNR_t, γ) / (SNR_t + 1)` for v-targets, as diffusers' training scripts weight them.
+    /// They cap the weight of the nearly clean timesteps, whose easy, small-scale errors otherwise take
+    /// most of a small model's capacity from the noisy ones that decide the layout of an image.
+    public func minSNRWeights(timesteps: [Int], gamma: Double) -> [Double] {
+        timesteps.map { t in
+            let snr = schedule.signalToNoiseRatio(t)
+            let denominator = config.prediction_type == .vPrediction ? snr + 1 : snr
+            return min(snr, gamma) / denominator
+        }
     }
 }
 
