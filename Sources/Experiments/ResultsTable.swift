@@ -68,15 +68,24 @@ public struct ResultsTable: Equatable, Sendable {
         for name in names where seen.insert(name).inserted {
             let ids = Set(runs.filter { $0.name == name }.map(\.id))
             let evaluations = try registry.evaluations().filter { $0.runId.map(ids.contains) ?? false && $0.split == split }
+            // A run on the synthetic rooms is the miniature (docs/models.md#miniature-sd): its rows say so,
+            // since their numbers are not comparable with the published Matterport3D rows beside them.
+            let miniature = runs.last { $0.name == name }.map { isSyntheticRooms($0.config) } ?? false
             for system in ["model", "baseline", "ground-truth"] {
                 guard let latest = evaluations.last(where: { $0.system == system }) else { continue }
-                rows.append(row(latest, run: name))
+                rows.append(row(latest, run: name, miniature: miniature))
             }
         }
         return ResultsTable(rows: rows + (includePublished ? published : []))
     }
 
-    static func row(_ e: RunRegistry.Evaluation, run: String) -> Row {
+    static func isSyntheticRooms(_ configJSON: String) -> Bool {
+        guard let config = try? JSONSerialization.jsonObject(with: Data(configJSON.utf8)) as? [String: Any],
+              let dataset = config["dataset"] as? [String: Any] else { return false }
+        return dataset["kind"] as? String == RunConfig.DatasetKind.synthrooms.rawValue
+    }
+
+    static func row(_ e: RunRegistry.Evaluation, run: String, miniature: Bool = false) -> Row {
         var values: [Metric: Double] = [:]
         let pairs: [(Metric, Double?)] = [(.fid, e.fid), (.inceptionScore, e.isMean), (.clipScore, e.clipScore),
                                           (.consistencyPSNR, e.consistencyPsnr), (.consistencyRatio, e.consistencyRatio),
@@ -89,7 +98,7 @@ public struct ResultsTable: Equatable, Sendable {
         }
         let checkpoint = e.checkpoint.map { " @ " + URL(fileURLWithPath: $0).lastPathComponent } ?? ""
         return Row(system: systemNames[e.system] ?? e.system,
-                   source: "run \(run)\(checkpoint), \(e.split) split, \(e.count) views",
+                   source: (miniature ? "miniature (synthetic rooms), " : "") + "run \(run)\(checkpoint), \(e.split) split, \(e.count) views",
                    published: false, values: values, inceptionScoreStd: e.isStd, notes: notes)
     }
 

@@ -198,6 +198,10 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         public var clipModel: String?
         /// FID Inception weights; default: the NVIDIA archive `make setup` fetches.
         public var inceptionWeights: String?
+
+        public init(clipModel: String? = nil, inceptionWeights: String? = nil) {
+            (self.clipModel, self.inceptionWeights) = (clipModel, inceptionWeights)
+        }
     }
 
     public var name: String

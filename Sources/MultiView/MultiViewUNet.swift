@@ -66,16 +66,21 @@ public final class MultiViewUNet: Module {
     @discardableResult
     public func loadCAA(contentsOf url: URL, strict: Bool = true) throws -> StateDictReport {
         do {
-            var weights = try SafetensorsFile(url: url).loadAll()
-            // The average covers the parameters; buffers (positional-encoding frequencies) are the raw ones.
-            for (key, average) in weights where key.hasPrefix("ema.") {
-                weights[String(key.dropFirst(4))] = average
-                weights[key] = nil
-            }
-            return try loadCAA(weights, strict: strict)
+            return try loadCAA(Self.inferenceWeights(contentsOf: url), strict: strict)
         } catch {
             throw TorchError("\(url.path): \(error)")
         }
+    }
+
+    /// The CAA weights a file holds for inference: a checkpoint's `ema.` averages in place of the raw
+    /// parameters they average (buffers, the positional-encoding frequencies, stay the raw ones).
+    public static func inferenceWeights(contentsOf url: URL) throws -> [String: Tensor] {
+        var weights = try SafetensorsFile(url: url).loadAll()
+        for (key, average) in weights where key.hasPrefix("ema.") {
+            weights[String(key.dropFirst(4))] = average
+            weights[key] = nil
+        }
+        return weights
     }
 
     /// `sample` `[B·V, 4, h, w]`, `timestep` `[B·V]` or `[B]` (one per panorama) or a scalar,

@@ -38,12 +38,18 @@ extension Run {
 
     /// The run's multi-view model with `checkpoint`'s CAA weights (strictly loaded), for inference.
     public func trainedModel(unet: UNet2DConditionModel, vaeScale: Int, checkpoint: CheckpointStore.Checkpoint) throws -> MultiViewUNet {
+        try trainedModel(unet: unet, vaeScale: vaeScale, weights: checkpoint.weights)
+    }
+
+    /// The run's multi-view model with the CAA weights of `file` (a checkpoint's, or a release's
+    /// `caa.safetensors`), strictly loaded, for inference.
+    public func trainedModel(unet: UNet2DConditionModel, vaeScale: Int, weights file: URL) throws -> MultiViewUNet {
         guard config.task == .caa else {
             throw TorchError("run '\(config.name)' is a \(config.task.rawValue) run, not a caa run: it has no CAA weights " +
                              "(its model folder is \(modelDirectory.path))")
         }
         let model = try multiViewModel(unet: unet, vaeScale: vaeScale)
-        try model.loadCAA(contentsOf: checkpoint.weights)
+        try model.loadCAA(contentsOf: file)
         model.eval()
         return model
     }

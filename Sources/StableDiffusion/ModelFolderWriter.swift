@@ -20,15 +20,19 @@ public enum ModelFolderWriter {
         }
     }
 
-    public static func write(copying source: URL, to destination: URL, replacing replacements: [Replacement]) throws {
+    /// Writes `destination` whole or not at all: a copy of `source` (an empty folder when nil) with
+    /// `replacements` and the extra `files` (relative path → contents) in it, replacing what was there.
+    public static func write(copying source: URL?, to destination: URL, replacing replacements: [Replacement],
+                             adding files: [String: Data] = [:]) throws {
         let fm = FileManager.default
         let parent = destination.deletingLastPathComponent()
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
         let staging = parent.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).tmp")
         do {
-            try fm.copyItem(at: source, to: staging)
+            if let source { try fm.copyItem(at: source, to: staging) } else { try fm.createDirectory(at: staging, withIntermediateDirectories: false) }
             for r in replacements {
                 let folder = r.subfolder.isEmpty ? staging : staging.appendingPathComponent(r.subfolder)
+                try fm.createDirectory(at: folder, withIntermediateDirectories: true)
                 for file in try fm.contentsOfDirectory(atPath: folder.path) where isWeightFile(file) {
                     try fm.removeItem(at: folder.appendingPathComponent(file))
                 }
@@ -43,6 +47,7 @@ public enum ModelFolderWriter {
                         .write(to: file)
                 }
             }
+            for (path, contents) in files { try contents.write(to: staging.appendingPathComponent(path)) }
             let old = parent.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).old")
             let replacing = fm.fileExists(atPath: destination.path)
             if replacing { try fm.moveItem(at: destination, to: old) }

@@ -33,6 +33,8 @@ public final class RunEvaluator {
         public var clipModel: URL?
         public var device: Device = .cpu
         public var batchSize = 16
+        /// CAA weights to evaluate instead of the run's latest checkpoint (a release's `caa.safetensors`).
+        public var caaWeights: URL?
 
         public init(inceptionWeights: URL) { self.inceptionWeights = inceptionWeights }
     }
@@ -53,8 +55,9 @@ public final class RunEvaluator {
     public let options: Options
     /// The split's panoramas (test views at yaw offset 0, as MVDiffusion evaluates).
     let dataset: Matterport3D
-    /// The run's latest checkpoint (for the model), resolved once so that every scene uses the same.
-    let checkpoint: CheckpointStore.Checkpoint?
+    /// The CAA weights of the model (the run's latest checkpoint's, or `options.caaWeights`), resolved
+    /// once so that every scene uses the same, and the name its views are kept under.
+    let weights: (file: URL, name: String)?
 
     public init(run: Run, split: RunConfig.Split, options: Options) throws {
         guard run.record != nil else { throw TorchError("run '\(run.config.name)' is not registered: nothing to record evaluations under") }
@@ -62,7 +65,14 @@ public final class RunEvaluator {
         self.split = split
         self.options = options
         dataset = try run.dataset(split: split)
-        checkpoint = options.system == .model ? try run.checkpoint() : nil
+        if options.system == .baseline {
+            weights = nil
+        } else if let file = options.caaWeights {
+            weights = (file, file.deletingPathExtension().lastPathComponent)
+        } else {
+            let checkpoint = try run.checkpoint()
+            weights = (checkpoint.weights, checkpoint.folder.lastPathComponent)
+        }
     }
 
     var evaluationDirectory: URL { run.evaluationDirectory(split: split.rawValue) }
@@ -114,7 +124,7 @@ public final class RunEvaluator {
         let ours = try consistency(generated, scenes)
         notes[.userScore] = "no user study recorded"
 
-        let checkpoint = self.checkpoint?.folder.path
+        let checkpoint = weights.map { options.caaWeights == nil ? $0.file.deletingLastPathComponent().path : $0.file.path }
         let split = split.rawValue
         let evaluation = RunRegistry.Evaluation(
             runId: run.record?.id, system: options.system.rawValue, checkpoint: checkpoint, split: split,
@@ -135,7 +145,7 @@ public final class RunEvaluator {
 
     /// `model-<checkpoint>` (views change with the checkpoint) or `baseline`.
     var systemFolder: String {
-        checkpoint.map { "model-\($0.folder.lastPathComponent)" } ?? "baseline"
+        weights.map { "model-\($0.name)" } ?? "baseline"
     }
 
     /// The first `limit` panoramas of the split at yaw offset 0.
@@ -157,10 +167,10 @@ public final class RunEvaluator {
     /// Each scene's views `[V, 3, H, W]` uint8, read from `store` or generated; also how many were generated.
     func generatedViews(_ scenes: [EvaluationScene], store: GeneratedViewStore) throws -> ([Tensor], Int) {
         let views = dataset.views
-        let checkpointHash = try checkpoint.map { try ContentHash.of($0.weights) }
+        let checkpointHash = try weights.map { try ContentHash.of($0.file) }
         func settings(_ scene: EvaluationScene) -> GeneratedViewStore.Settings {
             .init(system: options.system.rawValue, baseModel: run.baseModel.path,
-                  checkpoint: checkpoint?.folder.lastPathComponent, checkpointHash: checkpointHash,
+                  checkpoint: weights?.name, checkpointHash: checkpointHash,
                   prompts: scene.prompts, steps: options.steps, guidance: options.guidance,
                   seed: options.seed &+ UInt64(scene.index), resolution: views.resolution, views: views.count)
         }
@@ -169,7 +179,7 @@ public final class RunEvaluator {
         guard !missing.isEmpty else { return (stored.map { $0! }, 0) }
 
         let pipeline = try StableDiffusionPipeline.load(from: run.baseModel, scheduler: .ddim, device: options.device)
-        let model = try checkpoint.map { try run.trainedModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor, checkpoint: $0) }
+        let model = try weights.map { try run.trainedModel(unet: pipeline.unet, vaeScale: pipeline.vaeScaleFactor, weights: $0.file) }
         let generator = try PanoramaGenerator(pipeline: pipeline, model: model, layout: run.layout())
         let progress = ProgressReporter(title: "generate (\(options.system.rawValue))", total: missing.count * options.steps)
         let steps = options.steps

@@ -4,6 +4,7 @@ import Foundation
 import Support
 import MultiView
 import Torch
+import Workflows
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,5 +53,41 @@ struct ImportMVDiffusionCommand: ParsableCommand {
         let caa = try MVDiffusionCheckpoint.caaWeights(URL(fileURLWithPath: checkpoint))
         try Safetensors.save(caa, metadata: ["format": "pt", "source": "MVDiffusion pano.ckpt"], to: URL(fileURLWithPath: out))
         print("wrote \(caa.count) CAA tensors to \(out)")
+    }
+}
+
+struct PublishCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish",
+        abstract: "Write a finished run's model as shipped weights: fp16 safetensors and manifest.json.",
+        discussion: """
+            A text_to_image, autoencoder or clip run: the diffusers or transformers folder it wrote, with its \
+            floating-point tensors stored in --dtype. A caa run: caa.safetensors (its averaged weights), which \
+            `backdrop panorama --weights` reads with the model named by --base-model. manifest.json names the \
+            config, the dataset's recipe (seed, count, face size), the steps, the wall time, the commit that \
+            trained it and each file's size (docs/models.md#shipped-weights).
+            """
+    )
+
+    @OptionGroup var source: RunOptions
+    @Option(help: "Storage dtype of floating-point tensors: float16, bfloat16 or float32.") var dtype: String = "float16"
+    @Option(help: "The config file the run was started from, recorded in the manifest.") var config: String?
+    @Option(help: "A caa run: the model folder its weights belong with, recorded in the manifest.") var baseModel: String?
+    @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder (replaced whole).") var out: String
+
+    func validate() throws {
+        guard ["float16", "bfloat16", "float32"].contains(dtype) else {
+            throw ValidationError("--dtype must be float16, bfloat16 or float32, not \(dtype)")
+        }
+        if source.step != nil { throw ValidationError("publish releases a finished run's final model: drop --step") }
+    }
+
+    func run() throws {
+        let storage: DType = dtype == "float16" ? .float16 : dtype == "bfloat16" ? .bfloat16 : .float32
+        let manifest = try ModelRelease.write(run: try source.resolve(), to: URL(fileURLWithPath: out), dtype: storage,
+                                              configFile: config, baseModel: baseModel)
+        let bytes = manifest.files.values.reduce(0, +)
+        print("published \(manifest.name) (\(manifest.task), step \(manifest.steps)) to \(out): " +
+              "\(manifest.files.count) files, \(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB")
     }
 }

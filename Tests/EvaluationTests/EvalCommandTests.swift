@@ -108,6 +108,73 @@ final class EvalCommandTests: XCTestCase {
         }
     }
 
+    /// `backdrop publish` (fp16 weights and a manifest) → `backdrop paper` on the release: a smoke-sized
+    /// miniature Table I and contact sheet from a folder of shipped models, no run folder needed.
+    func testPublishedReleaseGivesThePaperTable() throws {
+        let common = ["--registry", "runs.sqlite", "--threads", "2"]
+        try backdrop(["train", "eval.yaml"] + common)
+        let release = workspace.appendingPathComponent("release")
+        try FileManager.default.createDirectory(at: release, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: TestSupport.tinyStableDiffusion(), to: release.appendingPathComponent("sd"))
+        try FileManager.default.copyItem(at: TestSupport.fixture("parity/clip_gelu/model"), to: release.appendingPathComponent("clip"))
+        let published = try backdrop(["publish", "--run", "eval_e2e", "--config", "eval.yaml", "--base-model", "sd",
+                                      "--out", "release/caa", "--registry", "runs.sqlite"])
+        XCTAssertTrue(published.output.contains("step 2"), published.output)
+
+        // The manifest names what trained the weights; the fp16 file holds the checkpoint's weights rounded.
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: release.appendingPathComponent("caa/manifest.json"))) as? [String: Any]
+        XCTAssertEqual(manifest?["steps"] as? Int, 2)
+        XCTAssertEqual(manifest?["dtype"] as? String, "float16")
+        XCTAssertEqual(manifest?["config_file"] as? String, "eval.yaml")
+        XCTAssertEqual((manifest?["dataset"] as? [String: Any])?["seed"] as? Int, 5)
+        XCTAssertEqual((manifest?["dataset"] as? [String: Any])?["count"] as? Int, 10)
+        XCTAssertEqual((manifest?["config"] as? [String: Any])?["name"] as? String, "eval_e2e")
+        XCTAssertNotNil(manifest?["wall_time_seconds"] as? Double)
+        let caaFile = release.appendingPathComponent("caa/caa.safetensors")
+        let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: caaFile.path)[.size] as? Int)
+        XCTAssertEqual((manifest?["files"] as? [String: Int])?["caa.safetensors"], size)
+        let shipped = try SafetensorsFile(url: caaFile).loadAll()
+        let trained = try SafetensorsFile(url: workspace.appendingPathComponent("run/checkpoints/step-00000002/weights.safetensors")).loadAll()
+        XCTAssertEqual(Set(shipped.keys), Set(trained.keys))
+        for (key, value) in trained where value.dtype == .float32 && !key.hasSuffix("freq_bands") {
+            XCTAssertEqual(shipped[key]?.dtype, .float16, key)
+            let error = try (shipped[key]!.to(dtype: .float32) - value).abs().max().item()
+            let scale = try value.abs().max().item()
+            XCTAssertLessThanOrEqual(error, scale * 1e-3, "\(key): fp16 rounding only")
+        }
+
+        let paper = try backdrop(["paper", "--release", "release", "--dataset", "rooms", "--panoramas", "1", "--steps", "2",
+                                  "--out", "paper", "--device", "cpu"] + common)
+        let csv = try String(contentsOf: workspace.appendingPathComponent("paper/table1.csv"), encoding: .utf8)
+        let rows = csv.split(separator: "\n")
+        for system in ["CAA (this project)", "SD, independent views (this project)"] {
+            let line = try XCTUnwrap(rows.first { $0.hasPrefix(system) || $0.hasPrefix("\"\(system)") }, csv)
+            XCTAssertTrue(line.contains("miniature (synthetic rooms), run miniature"), "labelled as the miniature: \(line)")
+            XCTAssertTrue(line.contains("8 views"), String(line))
+        }
+        XCTAssertTrue(csv.contains("seed paper: model"), "beside the published rows")
+        XCTAssertTrue(paper.output.contains("contact-sheet.png"), paper.output)
+        let registry = try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite"))
+        let run = try XCTUnwrap(try registry.latestRun(named: "miniature"))
+        XCTAssertEqual(run.status, "released")
+        let model = try XCTUnwrap(try registry.evaluations(runID: run.id).last { $0.system == "model" })
+        XCTAssertEqual(model.checkpoint, release.appendingPathComponent("caa/caa.safetensors").standardizedFileURL.path)
+        XCTAssertNotNil(model.clipScore, "the release's CLIP scores the views")
+        // The sheet: per scene the baseline's panorama above CAA's.
+        let sheet = try Image(contentsOf: workspace.appendingPathComponent("paper/contact-sheet.png")).tensor(.uint8)
+        let panorama = try Image(contentsOf: workspace.appendingPathComponent("paper/run/eval/test/baseline")
+            .appendingPathComponent(FileManager.default.contentsOfDirectory(atPath: workspace.appendingPathComponent("paper/run/eval/test/baseline").path)
+                .first { !$0.hasPrefix(".") }!).appendingPathComponent("panorama.png")).tensor(.uint8)
+        XCTAssertEqual(sheet.shape, [3, 2 * panorama.shape[1], panorama.shape[2]])
+        let prompts = try String(contentsOf: workspace.appendingPathComponent("paper/contact-sheet.txt"), encoding: .utf8)
+        XCTAssertTrue(prompts.contains(" wall"), prompts)
+
+        // Again: the registered release and its views are reused.
+        let again = try backdrop(["paper", "--release", "release", "--dataset", "rooms", "--panoramas", "1", "--steps", "2",
+                                  "--out", "paper", "--device", "cpu"] + common)
+        XCTAssertEqual(try registry.runs().filter { $0.name == "miniature" }.count, 1, again.output)
+    }
+
     func testBadInputNamesTheCulprit() throws {
         let unknown = try backdrop(["eval", "--run", "nope", "--registry", "runs.sqlite"], expectSuccess: false)
         XCTAssertNotEqual(unknown.status, 0)

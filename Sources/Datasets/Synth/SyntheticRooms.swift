@@ -56,6 +56,26 @@ public enum SyntheticRooms {
 
     public static let panoramasPerScan = 5
 
+    /// How a dataset folder was generated, written beside its splits as `synthrooms.json` so that a
+    /// model trained on it can name its data (the release manifests do).
+    public struct Recipe: Codable, Equatable, Sendable {
+        public var seed: UInt64
+        public var count: Int
+        public var faceSize: Int
+        public var jpegQuality: Int
+        public var captionResolution: Int
+    }
+
+    public static let recipeFile = "synthrooms.json"
+
+    /// The recipe of the dataset at `root`; nil for a folder without one (older or foreign datasets).
+    public static func recipe(at root: URL) -> Recipe? {
+        guard let data = try? Data(contentsOf: root.appendingPathComponent(recipeFile)) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try? decoder.decode(Recipe.self, from: data)
+    }
+
     /// The wall colours captions name ("a pale blue wall"), in the generator's vocabulary.
     public static var wallColours: [String] { RoomGenerator.wallPaints.map(\.name) }
 
@@ -80,6 +100,12 @@ public enum SyntheticRooms {
             try NpyWriter.write(strings: split.flatMap(\.faces), shape: [split.count, 6],
                                 to: root.appendingPathComponent("\(name).npy"))
         }
+        let recipe = Recipe(seed: options.seed, count: options.count, faceSize: options.faceSize,
+                            jpegQuality: options.jpegQuality, captionResolution: options.captionResolution)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        try encoder.encode(recipe).write(to: root.appendingPathComponent(recipeFile), options: .atomic)
         progress?.finish()
         return records
     }

@@ -1,0 +1,121 @@
+import Datasets
+import Experiments
+import Foundation
+import MultiView
+import StableDiffusion
+import Torch
+
+/// A finished run's model as Backdrop ships it (docs/models.md#shipped-weights): the folder the run
+/// wrote (diffusers or transformers layout), or for a CAA run its blocks' averaged weights as
+/// `caa.safetensors`, with floating-point tensors stored in `dtype`, and `manifest.json` saying what
+/// trained it. Loaders convert the tensors back to the model's dtype, so an fp16 release runs in fp32.
+public enum ModelRelease {
+    /// What `manifest.json` holds besides `config`, the run config as the run recorded it (an object).
+    public struct Manifest: Codable, Equatable, Sendable {
+        public var name: String
+        public var task: String
+        /// The config file it came from, when given.
+        public var configFile: String?
+        /// The synthetic-rooms recipe of the training data (seed, count, face size), when the dataset has one.
+        public var dataset: SyntheticRooms.Recipe?
+        public var steps: Int
+        /// From the run's start to its end in the registry (a resumed run counts its pause too).
+        public var wallTimeSeconds: Double?
+        /// The commit the run recorded ("-dirty": with uncommitted changes to tracked files).
+        public var gitCommit: String?
+        public var dtype: String
+        /// For CAA weights: the model folder they were trained on, as the caller names it.
+        public var baseModel: String?
+        /// Each file of the release (relative path) and its size in bytes.
+        public var files: [String: Int]
+    }
+
+    public static let manifestFile = "manifest.json"
+    public static let caaFile = "caa.safetensors"
+
+    /// Writes `run`'s release to `destination` (atomically) and returns its manifest.
+    @discardableResult
+    public static func write(run: Run, to destination: URL, dtype: DType = .float16, configFile: String? = nil,
+                             baseModel: String? = nil) throws -> Manifest {
+        guard let record = run.record, record.status == "finished" else {
+            throw TorchError("\(run.config.name) has not finished (status: \(run.record?.status ?? "not in the registry")); " +
+                           "only a finished run is released")
+        }
+        let checkpoint = try run.checkpoint(.latest)
+        var replacements: [ModelFolderWriter.Replacement] = []
+        var source: URL?
+        if run.config.task == .caa {
+            let weights = try MultiViewUNet.inferenceWeights(contentsOf: checkpoint.weights)
+            replacements.append(.init(subfolder: "", file: caaFile, weights: try converted(weights, to: dtype)))
+        } else {
+            source = run.modelDirectory
+            for file in try weightFiles(in: run.modelDirectory) {
+                let weights = try SafetensorsFile(url: run.modelDirectory.appendingPathComponent(file)).loadAll()
+                let url = URL(fileURLWithPath: file)
+                let folder = url.deletingLastPathComponent().relativePath
+                replacements.append(.init(subfolder: folder == "." ? "" : folder, file: url.lastPathComponent,
+                                          weights: try converted(weights, to: dtype)))
+            }
+        }
+        var manifest = Manifest(
+            name: run.config.name, task: run.config.task.rawValue, configFile: configFile,
+            dataset: SyntheticRooms.recipe(at: run.datasetRoot), steps: checkpoint.state.step,
+            wallTimeSeconds: record.endedAt.map { $0.timeIntervalSince(record.startedAt) }, gitCommit: record.gitCommit,
+            dtype: "\(dtype)", baseModel: run.config.task == .caa ? baseModel : nil, files: [:])
+        // Sizes are known only once written: write, measure, then rewrite the manifest in place.
+        let config = try run.config.json()
+        try ModelFolderWriter.write(copying: source, to: destination, replacing: replacements,
+                                    adding: [manifestFile: try encode(manifest, config: config)])
+        manifest.files = try fileSizes(in: destination).filter { $0.key != manifestFile }
+        try encode(manifest, config: config).write(to: destination.appendingPathComponent(manifestFile), options: .atomic)
+        return manifest
+    }
+
+    public static func manifest(at folder: URL) throws -> Manifest {
+        let file = folder.appendingPathComponent(manifestFile)
+        do {
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            return try decoder.decode(Manifest.self, from: Data(contentsOf: file))
+        } catch {
+            throw TorchError("\(file.path): not a Backdrop release manifest (\(error))")
+        }
+    }
+
+    static func converted(_ weights: [String: Tensor], to dtype: DType) throws -> [String: Tensor] {
+        try weights.mapValues { try $0.dtype.isFloatingPoint ? $0.to(dtype: dtype) : $0 }
+    }
+
+    static func encode(_ manifest: Manifest, config: String) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        var object = try JSONSerialization.jsonObject(with: encoder.encode(manifest)) as? [String: Any] ?? [:]
+        object["config"] = try JSONSerialization.jsonObject(with: Data(config.utf8))
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    }
+
+    /// The `.safetensors` files under `folder`, as relative paths; other weight formats are refused
+    /// (a run writes safetensors only).
+    static func weightFiles(in folder: URL) throws -> [String] {
+        let files = try fileSizes(in: folder).keys.sorted()
+        if let other = files.first(where: { $0.hasSuffix(".bin") || $0.hasSuffix(".ckpt") || $0.hasSuffix(".pt") }) {
+            throw TorchError("\(folder.appendingPathComponent(other).path): only safetensors weights are released")
+        }
+        return files.filter { $0.hasSuffix(".safetensors") }
+    }
+
+    static func fileSizes(in folder: URL) throws -> [String: Int] {
+        let fm = FileManager.default
+        var sizes: [String: Int] = [:]
+        guard let walker = fm.enumerator(at: folder, includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey]) else {
+            throw TorchError("\(folder.path): cannot list the folder")
+        }
+        let prefix = folder.standardizedFileURL.path + "/"
+        for case let url as URL in walker {
+            let values = try url.resourceValues(forKeys: [.isRegularFileKey, .fileSizeKey])
+            guard values.isRegularFile == true else { continue }
+            sizes[String(url.standardizedFileURL.path.dropFirst(prefix.count))] = values.fileSize ?? 0
+        }
+        return sizes
+    }
+}
