@@ -12,9 +12,10 @@ import Torch
 /// - FID of the generated views against the real ones (the FID Inception; a small-sample number
 ///   when fewer than 2,048 views, comparable only between models evaluated on the same views);
 /// - the CLIP score of generated and of real views against their captions (an in-domain CLIP);
-/// - for captions that name a wall colour, how often the CLIP's zero-shot choice among all wall
-///   colours ("a room with a … wall") is the named one, on generated views and, as the measure's
-///   own ceiling, on the real views.
+/// - for captions that name a wall colour, how often the named one is what the view shows: by the
+///   CLIP's zero-shot choice among all wall colours ("a room with a … wall") and by
+///   `WallColourClassifier` fitted on real training views, on generated views and, as each
+///   measure's own ceiling, on the real views.
 public struct TextToImageEvaluator {
     public struct Report: Sendable {
         public let views: Int
@@ -25,6 +26,9 @@ public struct TextToImageEvaluator {
         public let colourViews: Int
         public let colourAccuracy: Double?
         public let colourAccuracyReal: Double?
+        /// The same by `WallColourClassifier`.
+        public let classifierAccuracy: Double
+        public let classifierAccuracyReal: Double
         public let generated: URL
         /// Real views (top) above generated ones (bottom), the first 16.
         public let contactSheet: URL
@@ -43,6 +47,8 @@ public struct TextToImageEvaluator {
     public var clipModel: URL?
     public var inceptionWeights: URL
     public var device: Device = .cpu
+    /// Training panoramas whose views fit the wall-colour classifier.
+    public var classifierPanoramas = 200
 
     public init(run: Run, split: RunConfig.Split, inceptionWeights: URL) {
         self.run = run
@@ -71,6 +77,8 @@ public struct TextToImageEvaluator {
         for (i, image) in real.enumerated() where !FileManager.default.fileExists(atPath: file(realFolder, i).path) {
             try image.writeImage(to: file(realFolder, i), range: .uint8)
         }
+        // Which caption each view-NNNNN.png (real and generated) belongs to, one per line.
+        try Data((captions.joined(separator: "\n") + "\n").utf8).write(to: folder.appendingPathComponent("captions-\(count).txt"), options: .atomic)
 
         // Generated views are kept, so a second evaluation (another metric, another CLIP) reuses them.
         let pipeline = try StableDiffusionPipeline.load(from: model, device: device)
@@ -97,10 +105,13 @@ public struct TextToImageEvaluator {
 
         let fid = try FIDCalculator(weights: inceptionWeights, device: device).distance(generatedFolder, realFolder).fid
         var clipGenerated: Double?, clipReal: Double?, accuracy: Double?, accuracyReal: Double?
-        let colours = SyntheticRooms.wallColours
+        let colours = WallColourClassifier.colours
         let named = captions.enumerated().compactMap { i, caption in
-            colours.firstIndex { caption.contains("a \($0) wall") }.map { (view: i, colour: $0) }
+            WallColourClassifier.label(caption: caption).map { (view: i, colour: $0) }
         }
+        let classifier = try wallColourClassifier()
+        let classifierAccuracy = try classifier.accuracy(named.map { generated[$0.view] }, labels: named.map(\.colour))
+        let classifierAccuracyReal = try classifier.accuracy(named.map { real[$0.view] }, labels: named.map(\.colour))
         if let clipModel {
             let scorer = try CLIPScorer(modelDirectory: clipModel, device: device, batchSize: 64)
             clipGenerated = try scorer.score(images: generated, prompts: captions).mean
@@ -121,6 +132,23 @@ public struct TextToImageEvaluator {
         let rows = try [real, generated].map { images in try Tensor.cat(Array(images.prefix(shown)), dim: 2) }
         try Tensor.cat(rows, dim: 1).writeImage(to: sheet, range: .uint8)
         return Report(views: captions.count, fid: fid, clipGenerated: clipGenerated, clipReal: clipReal, colourViews: named.count,
-                      colourAccuracy: accuracy, colourAccuracyReal: accuracyReal, generated: generatedFolder, contactSheet: sheet)
+                      colourAccuracy: accuracy, colourAccuracyReal: accuracyReal, classifierAccuracy: classifierAccuracy,
+                      classifierAccuracyReal: classifierAccuracyReal, generated: generatedFolder, contactSheet: sheet)
+    }
+
+    /// Fitted on the views (yaw offset 0) of the first `classifierPanoramas` training panoramas whose
+    /// captions name a wall colour.
+    func wallColourClassifier() throws -> WallColourClassifier {
+        let train = try run.dataset(split: .train)
+        var images: [Tensor] = [], labels: [Int] = []
+        for index in 0..<min(train.count, classifierPanoramas) {
+            let sample = try train.sample(at: index, yawOffset: 0)
+            for (view, caption) in sample.prompts.enumerated() {
+                guard let label = WallColourClassifier.label(caption: caption) else { continue }
+                images.append(try sample.images.select(dim: 0, index: view).signedToUInt8())
+                labels.append(label)
+            }
+        }
+        return try WallColourClassifier(images: images, labels: labels)
     }
 }

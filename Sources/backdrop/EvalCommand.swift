@@ -140,7 +140,9 @@ struct EvalCommand: ParsableCommand {
         print(String(format: "FID          %.2f", r.fid) + (r.views < 2048 ? " (small sample: compare only on the same views)" : ""))
         print("CLIP score   generated \(value(r.clipGenerated)), real views \(value(r.clipReal))")
         print("wall colour  \(value(r.colourAccuracy.map { 100 * $0 }, "%.1f %%")) of \(r.colourViews) views that name one " +
-              "(real views: \(value(r.colourAccuracyReal.map { 100 * $0 }, "%.1f %%")))")
+              "(real views: \(value(r.colourAccuracyReal.map { 100 * $0 }, "%.1f %%"))), CLIP zero-shot")
+        print(String(format: "wall colour  %.1f %% (real views: %.1f %%), wall-band classifier", 100 * r.classifierAccuracy,
+                     100 * r.classifierAccuracyReal))
         print("real (top) and generated (bottom) views: \(r.contactSheet.path)")
     }
 }

@@ -1,0 +1,74 @@
+import Datasets
+import Foundation
+import Torch
+
+/// Which of the synthetic rooms' wall colours a view shows (docs/metrics.md#wall-colour): the
+/// generator's own colour labels, read from the captions, and a k-nearest-neighbour vote on one
+/// feature per view, the per-channel median of its wall band (the rows between 25 % and 60 % of the
+/// height, where a level camera sees wall; the median ignores the furniture, windows and doors that
+/// cover part of it). Fitted on real training views; its accuracy on real test views is the
+/// measure's own ceiling.
+public struct WallColourClassifier: Sendable {
+    public static let colours = SyntheticRooms.wallColours
+    let features: [[Double]]
+    let labels: [Int]
+    public let k: Int
+
+    /// The wall colour a caption names ("a pale blue wall", "a dark blue striped wall"), as an index
+    /// into `colours`; nil when it names none. Longer names win ("light grey" over "grey").
+    public static func label(caption: String) -> Int? {
+        let words = caption.lowercased().split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+        for (index, colour) in colours.enumerated().sorted(by: { $0.element.count > $1.element.count }) {
+            let name = colour.split(separator: " ").map(String.init)
+            for start in words.indices where start > 0 && words[start - 1] == "a" && start + name.count <= words.count {
+                guard Array(words[start..<(start + name.count)]) == name else { continue }
+                // "<colour> wall" or "<colour> <pattern> wall"
+                let rest = words[(start + name.count)...].prefix(2)
+                if rest.first == "wall" || (rest.count == 2 && rest.last == "wall") { return index }
+            }
+        }
+        return nil
+    }
+
+    /// `image` `[3, H, W]` uint8 → the median of each channel over the wall band, in [0, 1].
+    public static func feature(_ image: Tensor) throws -> [Double] {
+        let height = image.shape[1]
+        let top = height / 4, rows = max(1, height * 3 / 5 - top)
+        let band = try image.narrow(dim: 1, start: top, length: rows).to(dtype: .float64).flatten(start: 1, end: -1)
+        let median = try band.sort(dim: 1).values.select(dim: 1, index: band.shape[1] / 2)
+        return try median.toArray(Double.self).map { $0 / 255 }
+    }
+
+    /// Fits on `images` (`[3, H, W]` uint8) with their colour indices.
+    public init(images: [Tensor], labels: [Int], k: Int = 7) throws {
+        guard !images.isEmpty, images.count == labels.count else {
+            throw TorchError("wall colour classifier: \(images.count) images for \(labels.count) labels")
+        }
+        features = try images.map(Self.feature)
+        self.labels = labels
+        self.k = min(k, images.count)
+    }
+
+    /// The majority colour among the `k` nearest training features (ties: the nearest of them).
+    public func predict(_ image: Tensor) throws -> Int {
+        let x = try Self.feature(image)
+        func distance(_ f: [Double]) -> Double {
+            var sum = 0.0
+            for (a, b) in zip(f, x) { sum += (a - b) * (a - b) }
+            return sum
+        }
+        let scored: [(distance: Double, label: Int)] = zip(features, labels).map { (distance($0.0), $0.1) }
+        let nearest = scored.sorted { $0.distance < $1.distance }.prefix(k)
+        var votes: [Int: Int] = [:]
+        for neighbour in nearest { votes[neighbour.label, default: 0] += 1 }
+        let best = votes.values.max()!
+        return nearest.first { votes[$0.label] == best }!.label
+    }
+
+    /// The share of `images` whose predicted colour is their label.
+    public func accuracy(_ images: [Tensor], labels: [Int]) throws -> Double {
+        guard !images.isEmpty else { return .nan }
+        let hits = try zip(images, labels).filter { try predict($0.0) == $0.1 }.count
+        return Double(hits) / Double(images.count)
+    }
+}
