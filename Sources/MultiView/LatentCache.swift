@@ -48,12 +48,15 @@ public final class LatentCache {
         return d.latentCache != nil ? .randomSet(count: d.cacheOffsets) : .random
     }
 
-    /// The attributes a cache for `run` must carry (the model folder is fingerprinted).
+    /// The parts of a model folder a cache's contents come from: a new UNet or scheduler leaves it valid.
+    static let cachedComponents = ["vae", "text_encoder", "tokenizer"]
+
+    /// The attributes a cache for `run` must carry (the model folder's cached components are fingerprinted).
     public static func expectedAttributes(for run: Run, panoramaCount: Int) throws -> [String: String] {
         let config = run.config, d = config.dataset
         return [
             "code_version": codeVersion,
-            "model_hash": try ContentHash.of(run.baseModel),
+            "model_hash": try ContentHash.of(run.baseModel) { path in cachedComponents.contains { path.hasPrefix($0 + "/") } },
             "model_dtype": config.model.dtype.rawValue,
             "dataset_kind": d.kind.rawValue,
             "split": d.split.rawValue,
