@@ -20,7 +20,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test test-libtorch2 pretrain bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -203,26 +203,33 @@ bench-libtorch2: setup $(LIBTORCH2_ROOT)/.ready $(TORCH2_VENV)/.ready
 	@echo "== CAA step, LibTorch 1.13"; .build/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(PY)
 	@echo "== CAA step, LibTorch $(LIBTORCH2_VERSION)"; .build-libtorch2/release/backdrop-bench --caa --threads $(BENCH_THREADS) --python $(TORCH2_PY)
 
-# The main job on the embedded default: synthetic rooms → CAA training (smoke config, tiny SD) →
-# panoramas with the trained CAA and with the baseline → evaluation of both on the 2 test panoramas
-# (FID with the real Inception weights on 16 views: a smoke number, not a comparable FID; CLIP score
-# not configured) → Table I → deployment export → a test video call in front of the generated panorama.
-BACKDROP = $$(swift build $(SWIFT_BUILD_FLAGS) --show-bin-path)/backdrop
+# The main job on the embedded default: the shipped miniature (models/miniature, docs/models.md#shipped-weights)
+# turns the prompt into a panorama with CAA and, for comparison, with independent views; then a test video
+# call runs in front of the CAA panorama. Release build: this is the product, not a debug run.
+MINIATURE := models/miniature
 DEMO := results/demo
-DEMO_PROMPT := a well-lit living room with large windows
-demo: build
-	$(BACKDROP) info
-	$(BACKDROP) dataset synth --out $(DEMO)/synthrooms --count 12 --face-size 128 --seed 0
-	$(BACKDROP) train experiments/smoke.yaml
-	$(BACKDROP) panorama "$(DEMO_PROMPT)" --run smoke --steps 20 --device cpu --out $(DEMO)/panorama
-	$(BACKDROP) panorama "$(DEMO_PROMPT)" --baseline --model $(TINY_SD) --resolution 64 --steps 20 --device cpu \
-	  --out $(DEMO)/baseline
-	$(BACKDROP) eval --run smoke --limit 2 --steps 20 --device cpu
-	$(BACKDROP) eval --run smoke --baseline --limit 2 --steps 20 --device cpu
-	$(BACKDROP) table --runs smoke
-	$(BACKDROP) export --run smoke --out $(DEMO)/export
-	$(BACKDROP) demo-call --background $(DEMO)/panorama/panorama.png --out $(DEMO)/call
-	@echo "demo outputs: $(DEMO)/panorama (trained CAA), $(DEMO)/baseline (independent views), results/tables (Table I), $(DEMO)/export, $(DEMO)/call (the video call)"
+DEMO_PROMPT := a living room with a pale blue wall, a beige sofa on the left and a large window on the right
+BACKDROP_RELEASE = $$(swift build $(RELEASE) --show-bin-path)/backdrop
+demo: apt assets-mediapipe assets-panoramas assets-photos
+	swift build $(RELEASE) --product backdrop
+	@set -e; bd=$(BACKDROP_RELEASE); \
+	$$bd info; \
+	$$bd panorama "$(DEMO_PROMPT)" --model $(MINIATURE)/sd --weights $(MINIATURE)/caa/caa.safetensors --resolution 64 \
+	  --guidance 5 --device cpu --out $(DEMO)/panorama; \
+	$$bd panorama "$(DEMO_PROMPT)" --baseline --model $(MINIATURE)/sd --resolution 64 --guidance 5 --device cpu \
+	  --out $(DEMO)/baseline; \
+	$$bd demo-call --background $(DEMO)/panorama/panorama.png --out $(DEMO)/call
+	@echo "demo outputs: $(DEMO)/panorama (CAA), $(DEMO)/baseline (independent views), $(DEMO)/call (the video call)"
+
+# The paper's Table I on the miniature from the shipped weights (docs/models.md#paper): 125 test panoramas
+# (1,000 views) per system; PAPER_PANORAMAS=4 gives a quick look. Regenerates the synthetic rooms when absent.
+PAPER_PANORAMAS ?= 125
+paper: setup
+	swift build $(RELEASE) --product backdrop
+	@set -e; bd=$(BACKDROP_RELEASE); \
+	[ -f $(MINI_ROOMS)/test.npy ] || $$bd dataset synth --out $(MINI_ROOMS) --count 4000 --face-size 96 --seed 0; \
+	$$bd paper --release $(MINIATURE) --dataset $(MINI_ROOMS) --panoramas $(PAPER_PANORAMAS) --steps 50 --guidance 5 \
+	  --out results/paper
 
 # The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
 # synthetic rooms → the VAE → latent cache → UNet + text encoder → the in-domain CLIP → CAA. Each
@@ -231,7 +238,6 @@ demo: build
 MINI_INIT := $(CACHE)/models/miniature-init
 MINI_CLIP_INIT := $(CACHE)/models/miniature-clip-init
 MINI_ROOMS := datasets/miniature-rooms
-BACKDROP_RELEASE = $$(swift build $(RELEASE) --show-bin-path)/backdrop
 $(MINI_INIT)/model_index.json: tools/make_tiny_sd.py | venv assets
 	@$(PY) tools/make_tiny_sd.py --preset miniature --out $(MINI_INIT) >/dev/null
 $(MINI_CLIP_INIT)/config.json: tools/make_clip_init.py | venv assets
@@ -246,8 +252,11 @@ pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	[ -f results/cache/mini_text_to_image.h5 ] || stage $$bd cache build --config experiments/miniature/text_to_image.yaml; \
 	stage $$bd train experiments/miniature/text_to_image.yaml --resume; \
 	stage $$bd train experiments/miniature/clip.yaml --resume; \
-	[ -f results/cache/mini_caa.h5 ] || stage $$bd cache build --config experiments/miniature/caa.yaml; \
-	stage $$bd train experiments/miniature/caa.yaml --resume
+	stage $$bd train experiments/miniature/caa.yaml --resume; \
+	stage $$bd publish --run mini_text_to_image --config experiments/miniature/text_to_image.yaml \
+	  --earlier mini_autoencoder=experiments/miniature/autoencoder.yaml --out $(MINIATURE)/sd; \
+	stage $$bd publish --run mini_clip --config experiments/miniature/clip.yaml --out $(MINIATURE)/clip; \
+	stage $$bd publish --run mini_caa --config experiments/miniature/caa.yaml --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup

@@ -30,7 +30,8 @@ def main():
     args = parser.parse_args()
     from diffusers import StableDiffusionPipeline
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(str(args.model), safety_checker=None)
+    # float32 whatever the storage: a shipped folder keeps fp16 weights, which Backdrop also runs in fp32.
+    pipe = StableDiffusionPipeline.from_pretrained(str(args.model), safety_checker=None, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     case = dict(prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,

@@ -35,8 +35,8 @@ public struct ContentHash: Sendable {
     public var hex: String { String(format: "%016llx", value) }
 
     /// The fingerprint of a file, or of every regular file under a folder (relative paths and bytes,
-    /// in sorted path order) whose relative path `including` accepts (default: all).
-    public static func of(_ url: URL, including: (String) -> Bool = { _ in true }) throws -> String {
+    /// in sorted path order).
+    public static func of(_ url: URL) throws -> String {
         var hash = ContentHash()
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -47,7 +47,7 @@ public struct ContentHash: Sendable {
             return hash.hex
         }
         let files = (FileManager.default.enumerator(atPath: url.path)?.allObjects as? [String] ?? []).sorted()
-        for relative in files where including(relative) {
+        for relative in files {
             let file = url.appendingPathComponent(relative)
             var childIsDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: file.path, isDirectory: &childIsDirectory),

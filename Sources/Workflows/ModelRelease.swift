@@ -10,8 +10,45 @@ import Torch
 /// `caa.safetensors`, with floating-point tensors stored in `dtype`, and `manifest.json` saying what
 /// trained it. Loaders convert the tensors back to the model's dtype, so an fp16 release runs in fp32.
 public enum ModelRelease {
-    /// What `manifest.json` holds besides `config`, the run config as the run recorded it (an object).
+    /// What `manifest.json` holds besides `config`, the run config as the run recorded it (an object):
+    /// the run's `Stage` keys at the top level, then the release's own.
     public struct Manifest: Codable, Equatable, Sendable {
+        public var run: Stage
+        public var dtype: String
+        /// For CAA weights: the model folder they were trained on, as the caller names it.
+        public var baseModel: String?
+        /// Each file of the release (relative path) and its size in bytes.
+        public var files: [String: Int]
+        /// Earlier runs whose weights the folder also holds (the miniature SD's VAE, from stage 1).
+        public var earlierStages: [Stage]
+
+        enum CodingKeys: String, CodingKey { case dtype, baseModel, files, earlierStages }
+
+        init(run: Stage, dtype: String, baseModel: String?, files: [String: Int], earlierStages: [Stage]) {
+            (self.run, self.dtype, self.baseModel, self.files, self.earlierStages) = (run, dtype, baseModel, files, earlierStages)
+        }
+
+        public init(from decoder: any Decoder) throws {
+            run = try Stage(from: decoder)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            dtype = try c.decode(String.self, forKey: .dtype)
+            baseModel = try c.decodeIfPresent(String.self, forKey: .baseModel)
+            files = try c.decode([String: Int].self, forKey: .files)
+            earlierStages = try c.decodeIfPresent([Stage].self, forKey: .earlierStages) ?? []
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try run.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(dtype, forKey: .dtype)
+            try c.encodeIfPresent(baseModel, forKey: .baseModel)
+            try c.encode(files, forKey: .files)
+            try c.encode(earlierStages, forKey: .earlierStages)
+        }
+    }
+
+    /// Where a run's weights came from.
+    public struct Stage: Codable, Equatable, Sendable {
         public var name: String
         public var task: String
         /// The config file it came from, when given.
@@ -23,11 +60,23 @@ public enum ModelRelease {
         public var wallTimeSeconds: Double?
         /// The commit the run recorded ("-dirty": with uncommitted changes to tracked files).
         public var gitCommit: String?
-        public var dtype: String
-        /// For CAA weights: the model folder they were trained on, as the caller names it.
-        public var baseModel: String?
-        /// Each file of the release (relative path) and its size in bytes.
-        public var files: [String: Int]
+
+        init(run: Run, configFile: String?) throws {
+            let record = try finishedRecord(run)
+            (name, task, self.configFile) = (run.config.name, run.config.task.rawValue, configFile)
+            dataset = SyntheticRooms.recipe(at: run.datasetRoot)
+            steps = try run.checkpoint(.latest).state.step
+            wallTimeSeconds = record.endedAt.map { $0.timeIntervalSince(record.startedAt) }
+            gitCommit = record.gitCommit
+        }
+    }
+
+    static func finishedRecord(_ run: Run) throws -> RunRegistry.Run {
+        guard let record = run.record, record.status == "finished" else {
+            throw TorchError("\(run.config.name) has not finished (status: \(run.record?.status ?? "not in the registry")); " +
+                             "only a finished run is released")
+        }
+        return record
     }
 
     public static let manifestFile = "manifest.json"
@@ -36,11 +85,9 @@ public enum ModelRelease {
     /// Writes `run`'s release to `destination` (atomically) and returns its manifest.
     @discardableResult
     public static func write(run: Run, to destination: URL, dtype: DType = .float16, configFile: String? = nil,
-                             baseModel: String? = nil) throws -> Manifest {
-        guard let record = run.record, record.status == "finished" else {
-            throw TorchError("\(run.config.name) has not finished (status: \(run.record?.status ?? "not in the registry")); " +
-                           "only a finished run is released")
-        }
+                             baseModel: String? = nil, earlierStages: [(run: Run, configFile: String?)] = []) throws -> Manifest {
+        let stage = try Stage(run: run, configFile: configFile)
+        let stages = try earlierStages.map { try Stage(run: $0.run, configFile: $0.configFile) }
         let checkpoint = try run.checkpoint(.latest)
         var replacements: [ModelFolderWriter.Replacement] = []
         var source: URL?
@@ -57,11 +104,8 @@ public enum ModelRelease {
                                           weights: try converted(weights, to: dtype)))
             }
         }
-        var manifest = Manifest(
-            name: run.config.name, task: run.config.task.rawValue, configFile: configFile,
-            dataset: SyntheticRooms.recipe(at: run.datasetRoot), steps: checkpoint.state.step,
-            wallTimeSeconds: record.endedAt.map { $0.timeIntervalSince(record.startedAt) }, gitCommit: record.gitCommit,
-            dtype: "\(dtype)", baseModel: run.config.task == .caa ? baseModel : nil, files: [:])
+        var manifest = Manifest(run: stage, dtype: "\(dtype)", baseModel: run.config.task == .caa ? baseModel : nil,
+                                files: [:], earlierStages: stages)
         // Sizes are known only once written: write, measure, then rewrite the manifest in place.
         let config = try run.config.json()
         try ModelFolderWriter.write(copying: source, to: destination, replacing: replacements,

@@ -73,6 +73,9 @@ struct PublishCommand: ParsableCommand {
     @Option(help: "Storage dtype of floating-point tensors: float16, bfloat16 or float32.") var dtype: String = "float16"
     @Option(help: "The config file the run was started from, recorded in the manifest.") var config: String?
     @Option(help: "A caa run: the model folder its weights belong with, recorded in the manifest.") var baseModel: String?
+    @Option(name: .customLong("earlier"), parsing: .upToNextOption,
+            help: "Earlier runs whose weights the folder also holds, as RUN or RUN=CONFIG (e.g. the autoencoder run of a text-to-image model).")
+    var earlier: [String] = []
     @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder (replaced whole).") var out: String
 
     func validate() throws {
@@ -84,10 +87,14 @@ struct PublishCommand: ParsableCommand {
 
     func run() throws {
         let storage: DType = dtype == "float16" ? .float16 : dtype == "bfloat16" ? .bfloat16 : .float32
+        let stages = try earlier.map { entry -> (run: Run, configFile: String?) in
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            return (try source.registry.run(parts[0]), parts.count > 1 ? parts[1] : nil)
+        }
         let manifest = try ModelRelease.write(run: try source.resolve(), to: URL(fileURLWithPath: out), dtype: storage,
-                                              configFile: config, baseModel: baseModel)
+                                              configFile: config, baseModel: baseModel, earlierStages: stages)
         let bytes = manifest.files.values.reduce(0, +)
-        print("published \(manifest.name) (\(manifest.task), step \(manifest.steps)) to \(out): " +
+        print("published \(manifest.run.name) (\(manifest.run.task), step \(manifest.run.steps)) to \(out): " +
               "\(manifest.files.count) files, \(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB")
     }
 }

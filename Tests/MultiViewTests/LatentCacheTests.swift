@@ -42,7 +42,8 @@ final class LatentCacheTests: XCTestCase {
         XCTAssertEqual(cache.panoramaCount, 7)
         XCTAssertEqual(cache.offsetsPerPanorama, 2)
         XCTAssertEqual(cache.attributes["yaw_policy"], "random-set(2)")
-        XCTAssertEqual(cache.attributes["model_hash"], try ContentHash.of(TestSupport.tinyStableDiffusion()))
+        XCTAssertEqual(cache.attributes["model_hash"], try LatentCache.fingerprint(TestSupport.tinyStableDiffusion()))
+        XCTAssertNotEqual(cache.attributes["model_hash"], try ContentHash.of(TestSupport.tinyStableDiffusion()))
 
         let (status, output) = try TestSupport.runPythonTool("hdf5_reference.py", ["--dump", url.path])
         XCTAssertEqual(status, 0, output)
@@ -76,6 +77,32 @@ final class LatentCacheTests: XCTestCase {
         let worst = zip(pythonValues, swiftValues).map { abs($0 - $1) }.max() ?? .infinity
         XCTAssertLessThanOrEqual(worst, 1e-12, "h5py vs Swift, first values \(pythonValues.prefix(3)) vs \(swiftValues.prefix(3))")
         XCTAssertThrowsError(try cache.entry(index: 3, yawOffset: 400)) { XCTAssertTrue("\($0)".contains("no entry"), "\($0)") }
+    }
+
+    /// The cache holds VAE latents and text embeddings: a new UNet or noise schedule (a text-to-image
+    /// run's next stage) keeps it valid, a changed VAE does not.
+    func testCacheFollowsOnlyTheModelPartsItHolds() throws {
+        let (folder, run) = try makeWorkspace()
+        let model = folder.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: TestSupport.tinyStableDiffusion(), to: model)
+        var config = run.config
+        config.model.base = model.path
+        let copy = Run(config: config, workingDirectory: folder)
+        try LatentCache.build(run: copy)
+        let url = folder.appendingPathComponent("cache/latents.h5")
+        func append(_ file: String) throws {
+            let handle = try FileHandle(forWritingTo: model.appendingPathComponent(file))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data("\n".utf8))
+            try handle.close()
+        }
+        try append("scheduler/scheduler_config.json")
+        try append("unet/config.json")
+        XCTAssertNoThrow(try LatentCache(url: url, run: copy, panoramaCount: 7))
+        try append("vae/config.json")
+        XCTAssertThrowsError(try LatentCache(url: url, run: copy, panoramaCount: 7)) { error in
+            XCTAssertTrue("\(error)".contains("'model_hash'"), "\(error)")
+        }
     }
 
     func testMismatchingAttributeIsRefusedNamingIt() throws {

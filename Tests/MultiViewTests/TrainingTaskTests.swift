@@ -110,6 +110,28 @@ final class TrainingTaskTests: XCTestCase {
         for (name, tensor) in task.textEncoder.stateDict() {
             XCTAssertEqual(try TestSupport.maxAbsDifference(pipeline.textEncoder.stateDict()[name]!, tensor), 0, name)
         }
+
+        // Published (docs/models.md#shipped-weights): fp16 storage that loads back into fp32 modules
+        // holding the same weights up to fp16 rounding, and a manifest naming the run.
+        let release = run.directory.appendingPathComponent("release")
+        let manifest = try ModelRelease.write(run: Run.named("task-test", registry: RunRegistry(url: run.workingDirectory
+            .appendingPathComponent("runs.sqlite")), workingDirectory: run.workingDirectory), to: release, configFile: "t2i.yaml")
+        XCTAssertEqual(manifest.run.steps, 12)
+        XCTAssertEqual(manifest.run.task, "text_to_image")
+        XCTAssertEqual(manifest.run.dataset?.seed, 5)
+        XCTAssertNotNil(manifest.run.gitCommit)
+        XCTAssertEqual(try ModelRelease.manifest(at: release), manifest)
+        XCTAssertEqual(try SafetensorsFile(url: release.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"))
+            .loadAll()["conv_in.weight"]?.dtype, .float16)
+        let shipped = try StableDiffusionPipeline.load(from: release)
+        for (name, tensor) in task.unet.stateDict() where tensor.dtype == .float32 {
+            let loaded = try XCTUnwrap(shipped.unet.stateDict()[name])
+            XCTAssertEqual(loaded.dtype, .float32, name)
+            XCTAssertLessThanOrEqual(try TestSupport.maxAbsDifference(loaded, tensor), try tensor.abs().max().item() * 1e-3, name)
+        }
+        XCTAssertThrowsError(try ModelRelease.write(run: run, to: release)) { error in
+            XCTAssertTrue("\(error)".contains("has not finished"), "a run without its registry row is refused: \(error)")
+        }
     }
 
     /// Min-SNR weighting scales each sample's mean squared error; unit weights give SD's plain loss.

@@ -1,0 +1,74 @@
+import BackdropTestSupport
+import Evaluation
+import Foundation
+import Geometry
+import Parity
+import StableDiffusion
+import Torch
+import Workflows
+import XCTest
+
+@testable import MultiView
+
+/// The miniature Backdrop ships under models/miniature (docs/models.md#shipped-weights): within its
+/// size budget, each part with a manifest, a diffusers-compatible SD that diffusers runs to the same
+/// image, CAA weights that fit it, and a CLIP that scores.
+final class ShippedModelTests: XCTestCase {
+    let release = TestSupport.repositoryRoot.appendingPathComponent("models/miniature")
+
+    func manifest(_ part: String) throws -> [String: Any] {
+        let url = release.appendingPathComponent(part).appendingPathComponent("manifest.json")
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any], url.path)
+    }
+
+    func testManifestsNameWhatTrainedEachPartWithinTheBudget() throws {
+        var bytes = 0
+        for part in ["sd", "clip", "caa"] {
+            let m = try manifest(part)
+            for key in ["config", "config_file", "dataset", "steps", "wall_time_seconds", "git_commit", "files"] {
+                XCTAssertNotNil(m[key], "\(part)/manifest.json lacks \(key)")
+            }
+            XCTAssertEqual(m["dtype"] as? String, "float16", part)
+            XCTAssertGreaterThan(m["steps"] as? Int ?? 0, 0, part)
+            let files = try XCTUnwrap(m["files"] as? [String: Int])
+            for (file, size) in files {
+                let url = release.appendingPathComponent(part).appendingPathComponent(file)
+                let actual = try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int
+                XCTAssertEqual(actual, size, "\(part)/\(file) is not the file the manifest lists")
+                bytes += size
+            }
+        }
+        XCTAssertLessThanOrEqual(bytes, 60 * 1_048_576, "models/miniature holds \(bytes) bytes")
+        let stages = try XCTUnwrap(try manifest("sd")["earlier_stages"] as? [[String: Any]])
+        XCTAssertEqual(stages.map { $0["task"] as? String }, ["autoencoder"], "the SD folder's VAE names its run")
+    }
+
+    /// diffusers' StableDiffusionPipeline loads the shipped folder and, from the same initial latents,
+    /// draws the same image as Backdrop (tools/make_pipeline_case.py + `backdrop parity`).
+    func testDiffusersDrawsTheSameImageFromTheShippedSD() throws {
+        let caseFolder = try TestSupport.temporaryDirectory().appendingPathComponent("shipped-case")
+        addTeardownBlock { try? FileManager.default.removeItem(at: caseFolder.deletingLastPathComponent()) }
+        let (status, output) = try TestSupport.runPythonTool("make_pipeline_case.py", [
+            "--model", release.appendingPathComponent("sd").path, "--out", caseFolder.path, "--steps", "10", "--guidance", "5",
+            "--prompt", "a bedroom with a pale blue wall and a window on the left"])
+        XCTAssertEqual(status, 0, output)
+        let report = Parity.run(caseFolder)
+        XCTAssertNil(report.error)
+        XCTAssertEqual(report.tensors.map(\.name).sorted(), ["final_latents", "image"])
+        for t in report.tensors { XCTAssertTrue(t.passed, "\(t.name): max-abs \(t.maxAbs)") }
+    }
+
+    /// The shipped CAA blocks load strictly into the shipped SD and draw 8 finite views.
+    func testShippedCAAGeneratesAPanorama() throws {
+        let source = PanoramaSource.weights(model: release.appendingPathComponent("sd"),
+                                            caa: release.appendingPathComponent("caa/caa.safetensors"),
+                                            layout: try ViewLayout.horizon(count: 8, fov: 90, resolution: 64), neighbours: .ring)
+        let generator = try PanoramaGenerator.load(source, baseline: false, device: .cpu)
+        let result = try generator.generate(prompts: ["a kitchen with a white wall"], steps: 3, guidanceScale: 5, seed: 0)
+        XCTAssertEqual(result.views.shape, [8, 3, 64, 64])
+        XCTAssertEqual(try result.views.isfinite().all().to(dtype: .float64).item(), 1, "finite views")
+        let clip = try CLIPScorer(modelDirectory: release.appendingPathComponent("clip"))
+        let score = try clip.score(images: [result.views.select(dim: 0, index: 0).signedToUInt8()], prompts: ["a kitchen with a white wall"])
+        XCTAssertTrue(score.mean.isFinite)
+    }
+}
