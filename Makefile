@@ -228,7 +228,7 @@ paper: setup
 	swift build $(RELEASE) --product backdrop
 	@set -e; bd=$(BACKDROP_RELEASE); \
 	[ -f $(MINI_ROOMS)/test.npy ] || $$bd dataset synth --out $(MINI_ROOMS) --count 4000 --face-size 96 --seed 0; \
-	$$bd paper --release $(MINIATURE) --dataset $(MINI_ROOMS) --panoramas $(PAPER_PANORAMAS) --steps 50 --guidance 5 \
+	$$bd paper --release $(MINIATURE) --dataset $(MINI_ROOMS) --panoramas $(PAPER_PANORAMAS) --steps 25 --guidance 5 \
 	  --out results/paper
 
 # The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
