@@ -12,9 +12,10 @@ extension InceptionV3 {
             throw TorchError("Inception weights not found: \(url.path)")
         }
         let (state, hasClassifier): ([String: Tensor], Bool)
-        if let script = try? ScriptModule(contentsOf: url) {
-            state = try torchvisionState(fromNVIDIA: Dictionary(try script.namedParameters(), uniquingKeysWith: { a, _ in a }),
-                                         file: url)
+        // Weights a user names are untrusted (docs/security.md): the TorchScript archive's tensors
+        // are read by the restricted unpickler, never by LibTorch's loader, which would run its code.
+        if try TorchPickle.isTorchScriptArchive(url) {
+            state = try torchvisionState(fromNVIDIA: try TorchPickle.loadScriptModuleTensors(url), file: url)
             hasClassifier = false
         } else {
             state = try TorchPickle.loadStateDict(url)

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Torch
 import Yams
 
@@ -26,6 +27,7 @@ public final class ConfigSection {
 
     /// Parses YAML text whose top level must be a mapping.
     public static func parse(yaml: String, file: String) throws -> ConfigSection {
+        try YAMLLimits.check(yaml: yaml, file: file)
         let loaded: Any?
         do {
             loaded = try Yams.load(yaml: yaml)
@@ -79,7 +81,13 @@ public final class ConfigSection {
 
     public func string(_ key: String, default value: String? = nil) throws -> String? {
         guard let v = raw(key) else { return value }
-        if let s = v as? String { return s }
+        if let s = v as? String {
+            // A path naming an unset variable would become a wrong path and a misleading error later.
+            if let name = unsetVariables(in: s).first {
+                throw ConfigError(file: file, key: keyPath(key), message: "'\(s)' names $\(name), which is not set in the environment")
+            }
+            return s
+        }
         if v is Int || v is Double { return "\(v)" }
         throw typeError(key, "text", v)
     }

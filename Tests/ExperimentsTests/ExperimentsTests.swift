@@ -65,7 +65,7 @@ final class RunConfigTests: XCTestCase {
         assertConfigError(minimal + "\nschedule: {interval: batch}", key: "schedule.interval", contains: "epoch, step")
         assertConfigError(minimal + "\noptimizer: {name: adam}", key: "optimizer.name", contains: "adamw, sgd")
         assertConfigError(minimal + "\ntraining: {precision: fp16}", key: "training.precision", contains: "fp32, bf16")
-        assertConfigError(minimal + "\nmodel: {base: x, dtype: half}", key: "model.dtype", contains: "float32, float16, bfloat16")
+        assertConfigError(minimal.replacingOccurrences(of: "{base: models/sd2}", with: "{base: x, dtype: half}"), key: "model.dtype", contains: "float32, float16, bfloat16")
         assertConfigError(minimal + "\ntask: diffusion", key: "task", contains: "caa, autoencoder, text_to_image")
         // A section for another task is refused, as are task settings out of range.
         assertConfigError(minimal + "\ntask: autoencoder\ncaa: {neighbours: all}", key: "caa.neighbours", contains: "task caa only")
@@ -88,7 +88,7 @@ final class RunConfigTests: XCTestCase {
         assertConfigError(minimal + "\ntraining: {log_every: 0}", key: "training.log_every", contains: "must be positive")
         assertConfigError(minimal.replacingOccurrences(of: "root:", with: "fov: 180, root:"), key: "dataset.fov", contains: "(0, 180)")
 
-        let config = try RunConfig.parse(yaml: minimal + """
+        let config = try RunConfig.parse(yaml: (minimal + """
 
             task: caa
             model: {base: m, dtype: bfloat16}
@@ -96,7 +96,7 @@ final class RunConfigTests: XCTestCase {
             schedule: {kind: warmup_cosine, interval: step, warmup_steps: 5}
             training: {precision: bf16, device: cpu, log_every: 3}
             caa: {neighbours: all}
-            """.replacingOccurrences(of: "model: {base: models/sd2}\n", with: ""), file: "x.yaml")
+            """).replacingOccurrences(of: "model: {base: models/sd2}\n", with: ""), file: "x.yaml")
         XCTAssertEqual(config.task, .caa)
         XCTAssertEqual(config.model.dtype.dtype, .bfloat16)
         XCTAssertEqual(config.optimizer.name, .sgd)

@@ -330,7 +330,12 @@ final class Unpickler {
         "bytes", "list", "dict", "tuple",
     ]
     /// Exceptions inside refused modules.
-    static let safeGlobals: Set<String> = ["types.SimpleNamespace"]
+    static let safeGlobals: Set<String> = Set(["types.SimpleNamespace"]).union(scriptListBuilders)
+    /// TorchScript's pickler wraps typed lists in these; each returns its first argument unchanged.
+    static let scriptListBuilders: Set<String> = [
+        "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
+        "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.build_genericlist", "torch.jit._pickle.restore_type_tag",
+    ]
     /// Reconstructors with lowercase names that build data, not run code.
     static let safeCallables: Set<String> = [
         "copyreg._reconstructor", "copy_reg._reconstructor", "numpy.core.multiarray._reconstruct",
@@ -397,6 +402,9 @@ final class Unpickler {
             guard args.count >= 3, let inner = tupleItems(args[2]), case .global(_, let function) = args[0],
                   !function.hasPrefix("_rebuild_from_type") else { throw fail("\(qualified): unexpected arguments") }
             return try call(args[0], inner)
+        case _ where Self.scriptListBuilders.contains(qualified):
+            guard let first = args.first else { throw fail("\(qualified) expects an argument") }
+            return first
         case "torch.Size":
             guard let first = args.first, tupleItems(first) != nil else { throw fail("torch.Size expects a tuple") }
             return first
