@@ -6,6 +6,16 @@ import XCTest
 
 @testable import Experiments
 
+/// Asserts that parsing `yaml` fails with a ConfigError naming experiments/x.yaml, `key` and `fragment`.
+func assertConfigError(_ yaml: String, key: String, contains fragment: String, line: UInt = #line) {
+    XCTAssertThrowsError(try RunConfig.parse(yaml: yaml, file: "experiments/x.yaml"), line: line) { error in
+        guard let error = error as? ConfigError else { return XCTFail("\(error)", line: line) }
+        XCTAssertEqual(error.file, "experiments/x.yaml", line: line)
+        XCTAssertEqual(error.key, key, line: line)
+        XCTAssertTrue(error.description.contains(fragment), error.description, line: line)
+    }
+}
+
 final class RunConfigTests: XCTestCase {
     let minimal = """
         model: {base: models/sd2}
@@ -32,14 +42,6 @@ final class RunConfigTests: XCTestCase {
         XCTAssertTrue(json.contains("\"prompt_prefix\""), json)
     }
 
-    func assertConfigError(_ yaml: String, key: String, contains fragment: String, line: UInt = #line) {
-        XCTAssertThrowsError(try RunConfig.parse(yaml: yaml, file: "experiments/x.yaml"), line: line) { error in
-            guard let error = error as? ConfigError else { return XCTFail("\(error)", line: line) }
-            XCTAssertEqual(error.file, "experiments/x.yaml", line: line)
-            XCTAssertEqual(error.key, key, line: line)
-            XCTAssertTrue(error.description.contains(fragment), error.description, line: line)
-        }
-    }
 
     func testMistakesNameTheFileAndKeyAndSuggest() {
         assertConfigError(minimal + "\noptimiser: {lr: 1e-4}", key: "optimiser", contains: "did you mean 'optimizer'")
