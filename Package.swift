@@ -141,6 +141,10 @@ let package = Package(
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "BackdropTestSupport"]),
         .testTarget(name: "MultiViewTests", dependencies: ["MultiView", "Parity", "Workflows", "Media", "BackdropTestSupport"]),
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
+        // The command line itself: every command's options parsed in-process (the executable's
+        // module is testable), and the failures that must reach a user as one line and an exit code.
+        .testTarget(name: "CommandLineTests", dependencies: ["backdrop", "BackdropTestSupport",
+                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ],
     swiftLanguageModes: [.v5],
     cxxLanguageStandard: torchMajor >= 2 ? .cxx20 : .cxx17

@@ -24,7 +24,7 @@ public enum SampleExport {
             try CamerasFile(layout: sample.layout, panorama: sample.panoramaID, yawOffset: sample.yawOffset).write(into: directory)
             try writeAtomically(to: promptsURL) { try Data((sample.prompts.joined(separator: "\n") + "\n").utf8).write(to: $0) }
         } catch {
-            throw DatasetError(file: directory.path, "cannot write: \(error.localizedDescription)")
+            throw DatasetError(file: directory.path, "cannot write: \(failureReason(error))")
         }
         return written + [camerasURL, promptsURL]
     }

@@ -308,7 +308,7 @@ public enum NpyWriter {
         data.append(contentsOf: Array(header.utf8))
         data.append(body)
         do { try writeAtomically(to: url) { try data.write(to: $0) } } catch {
-            throw NpyError(file: url.path, "cannot write: \(error.localizedDescription)")
+            throw NpyError(file: url.path, "cannot write: \(failureReason(error))")
         }
     }
 }

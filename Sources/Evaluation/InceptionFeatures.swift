@@ -54,7 +54,7 @@ public final class InceptionFeatureExtractor {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
         } catch {
-            throw TorchError("cannot list image folder \(folder.path): \(error.localizedDescription)")
+            throw TorchError("cannot list image folder \(folder.path): \(failureReason(error))")
         }
         let files = names.filter { ImageFormat(pathExtension: ($0 as NSString).pathExtension) != nil }
         guard !files.isEmpty else { throw TorchError("no PNG or JPEG images in \(folder.path)") }

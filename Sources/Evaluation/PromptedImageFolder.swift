@@ -34,7 +34,7 @@ public struct PromptedImageFolder {
     public static func readPrompts(_ url: URL) throws -> [String] {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw TorchError("cannot read the prompts \(url.path): \(error.localizedDescription)")
+            throw TorchError("cannot read the prompts \(url.path): \(failureReason(error))")
         }
         // "\r\n" is one Character in Swift: turn it into "\n" before splitting.
         var lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)

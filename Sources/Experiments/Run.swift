@@ -89,7 +89,7 @@ public struct Run: Sendable {
             do {
                 object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
             } catch {
-                throw TorchError("\(url.path): not a readable run description (\(error.localizedDescription))")
+                throw TorchError("\(url.path): not a readable run description (\(failureReason(error)))")
             }
             guard let fields = object as? [String: Any], let config = fields["config"] as? [String: Any],
                   let directory = fields["working_directory"] as? String else {

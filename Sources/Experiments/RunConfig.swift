@@ -248,7 +248,7 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw ConfigError(file: url.path, key: "", message: "cannot read: \(error.localizedDescription)")
+            throw ConfigError(file: url.path, key: "", message: "cannot read: \(failureReason(error))")
         }
         return try parse(yaml: text, file: url.path, defaultName: url.deletingPathExtension().lastPathComponent)
     }

@@ -62,7 +62,7 @@ public struct CamerasFile: Codable, Equatable, Sendable {
         let file = url.hasDirectoryPath || url.pathExtension != "json" ? url.appendingPathComponent("cameras.json") : url
         let data: Data
         do { data = try Data(contentsOf: file) } catch {
-            throw TorchError("\(file.path): cannot read: \(error.localizedDescription)")
+            throw TorchError("\(file.path): cannot read: \(failureReason(error))")
         }
         let decoded: CamerasFile
         do { decoded = try JSONDecoder().decode(CamerasFile.self, from: data) } catch {

@@ -138,7 +138,7 @@ extension Image {
         do {
             try writeAtomically(to: url) { try data.write(to: $0) }
         } catch {
-            throw MediaError(file: url.path, "cannot write: \(error.localizedDescription)")
+            throw MediaError(file: url.path, "cannot write: \(failureReason(error))")
         }
     }
 }

@@ -60,6 +60,12 @@ public func createVideoWriter(_ url: URL, width: Int, height: Int, frameRate: Do
     if ImageFormat(pathExtension: ext) != nil {
         throw MediaError(file: url.path, "a video output must be .y4m, a video container (.mp4 …) or a folder, not one image")
     }
+    // Checked before any work: an extension ffmpeg cannot write used to surface only when the
+    // first frame hit a dead pipe.
+    guard FFmpegWriter.containers.contains(ext) else {
+        throw MediaError(file: url.path, "'.\(ext)' is not a video container Backdrop writes; use .y4m, a folder for PNG frames, or "
+                         + FFmpegWriter.containers.sorted().map { ".\($0)" }.joined(separator: ", "))
+    }
     return try FFmpegWriter(file: url, width: width, height: height, frameRate: frameRate)
 }
 
@@ -110,7 +116,7 @@ public final class ImageSequenceReader: VideoReader {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
         } catch {
-            throw MediaError(file: folder.path, "cannot list the folder: \(error.localizedDescription)")
+            throw MediaError(file: folder.path, "cannot list the folder: \(failureReason(error))")
         }
         let files = names.filter { ImageFormat(pathExtension: URL(fileURLWithPath: $0).pathExtension) != nil }
             .map { folder.appendingPathComponent($0) }
@@ -163,7 +169,7 @@ public final class ImageSequenceWriter: VideoWriter {
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
-            throw MediaError(file: folder.path, "cannot create the folder: \(error.localizedDescription)")
+            throw MediaError(file: folder.path, "cannot create the folder: \(failureReason(error))")
         }
     }
 
@@ -221,7 +227,7 @@ public enum FFmpeg {
         process.standardInput = stdin ?? FileHandle.nullDevice
         process.standardOutput = stdout ?? FileHandle.nullDevice
         do { try process.run() } catch {
-            throw MediaError(file: name, "cannot start \(tool): \(error.localizedDescription)")
+            throw MediaError(file: name, "cannot start \(tool): \(failureReason(error))")
         }
         return (process, log)
     }
@@ -330,13 +336,16 @@ public final class FFmpegWriter: VideoWriter {
     private var finished = false
     public private(set) var framesWritten = 0
 
+    /// The file extensions ffmpeg's muxers take by name (checked up front; `ffmpeg -muxers`).
+    public static let containers: Set<String> = ["mp4", "mkv", "mov", "avi", "webm", "m4v", "nut", "flv", "ts", "gif"]
+
     /// A file written atomically: encoded to a hidden temporary next to it, renamed by `finish()`.
     public convenience init(file url: URL, width: Int, height: Int, frameRate: Double) throws {
         let directory = url.deletingLastPathComponent()
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw MediaError(file: url.path, "cannot create the folder: \(error.localizedDescription)")
+            throw MediaError(file: url.path, "cannot create the folder: \(failureReason(error))")
         }
         let temporary = directory.appendingPathComponent(".\(UUID().uuidString).tmp.\(url.pathExtension)")
         // yuv420p needs even sizes: pad by one pixel where needed rather than fail.
@@ -384,7 +393,13 @@ public final class FFmpegWriter: VideoWriter {
         do { try frame.permute(1, 2, 0).withUnsafeBytes { try input.write(contentsOf: $0) } } catch let error as TorchError {
             throw error
         } catch {
-            throw MediaError(file: name, "ffmpeg stopped taking frames: \(FFmpeg.errorText(log))")
+            // The pipe broke because ffmpeg quit: its exit status and last words say why.
+            try? input.close()
+            process.waitUntilExit()
+            finished = true
+            if let temporary { try? FileManager.default.removeItem(at: temporary) }
+            throw MediaError(file: name, "ffmpeg stopped taking frames after \(framesWritten) (exit status \(process.terminationStatus)): "
+                             + FFmpeg.errorText(log))
         }
         framesWritten += 1
     }
@@ -396,7 +411,7 @@ public final class FFmpegWriter: VideoWriter {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             if let temporary { try? FileManager.default.removeItem(at: temporary) }
-            throw MediaError(file: name, "ffmpeg failed: \(FFmpeg.errorText(log))")
+            throw MediaError(file: name, "ffmpeg failed (exit status \(process.terminationStatus)): \(FFmpeg.errorText(log))")
         }
         try? FileManager.default.removeItem(at: log)
         if let temporary, let destination, rename(temporary.path, destination.path) != 0 {

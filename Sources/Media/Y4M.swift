@@ -176,7 +176,7 @@ public final class Y4MReader {
         while buffer.count - consumed < count, !ended {
             let chunk: Data?
             do { chunk = try input.read(upToCount: max(count - (buffer.count - consumed), 1 << 16)) } catch {
-                throw MediaError(file: name, "read failed: \(error.localizedDescription)")
+                throw MediaError(file: name, "read failed: \(failureReason(error))")
             }
             guard let chunk, !chunk.isEmpty else { ended = true; break }
             buffer.append(chunk)
@@ -210,7 +210,7 @@ public final class Y4MReader {
             }
             let chunk: Data?
             do { chunk = try input.read(upToCount: 1 << 16) } catch {
-                throw MediaError(file: name, "read failed: \(error.localizedDescription)")
+                throw MediaError(file: name, "read failed: \(failureReason(error))")
             }
             if let chunk, !chunk.isEmpty { buffer.append(chunk) } else { ended = true }
         }
@@ -237,7 +237,7 @@ public final class Y4MWriter {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw MediaError(file: url.path, "cannot create the folder: \(error.localizedDescription)")
+            throw MediaError(file: url.path, "cannot create the folder: \(failureReason(error))")
         }
         guard FileManager.default.createFile(atPath: temp.path, contents: nil),
               let handle = FileHandle(forWritingAtPath: temp.path) else {
@@ -276,7 +276,7 @@ public final class Y4MWriter {
 
     private func write(_ data: Data) throws {
         do { try output.write(contentsOf: data) } catch {
-            throw MediaError(file: name, "write failed: \(error.localizedDescription)")
+            throw MediaError(file: name, "write failed: \(failureReason(error))")
         }
     }
 
@@ -307,7 +307,7 @@ public final class Y4MWriter {
         finished = true
         guard let temporary, let destination else { return }
         do { try output.close() } catch {
-            throw MediaError(file: name, "close failed: \(error.localizedDescription)")
+            throw MediaError(file: name, "close failed: \(failureReason(error))")
         }
         if rename(temporary.path, destination.path) != 0 {
             let reason = String(cString: strerror(errno))

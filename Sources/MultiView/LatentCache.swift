@@ -169,7 +169,7 @@ public final class LatentCache {
         guard let url = output ?? run.latentCache else {
             throw TorchError("run \(config.name) configures no dataset.latent_cache and no output was given")
         }
-        let device = config.training.device.resolved
+        let device = try config.training.device.available()
         let encoders = try FrozenEncoders(run: run, device: device)
         let (tokenizer, textEncoder, vae) = (encoders.tokenizer, encoders.textEncoder, encoders.vae)
 

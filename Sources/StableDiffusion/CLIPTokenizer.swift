@@ -45,12 +45,12 @@ public final class CLIPTokenizer: @unchecked Sendable {
         let mergesURL = directory.appendingPathComponent("merges.txt")
         let vocabData: Data
         do { vocabData = try Data(contentsOf: vocabURL) } catch {
-            throw LoadingError(file: vocabURL.path, "cannot read: \(error.localizedDescription)")
+            throw LoadingError(file: vocabURL.path, "cannot read: \(failureReason(error))")
         }
         let vocabulary = try ConfigFile.decode([String: Int].self, from: vocabData, file: vocabURL.path)
         let mergesText: String
         do { mergesText = try String(contentsOf: mergesURL, encoding: .utf8) } catch {
-            throw LoadingError(file: mergesURL.path, "cannot read: \(error.localizedDescription)")
+            throw LoadingError(file: mergesURL.path, "cannot read: \(failureReason(error))")
         }
         // transformers drops the "#version" line and reads at most 49152 − 256 − 2 merges.
         let lines = mergesText.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: "\n")
@@ -101,7 +101,7 @@ public final class CLIPTokenizer: @unchecked Sendable {
     public convenience init(bpeVocabulary url: URL, padToken: String = "<|endoftext|>", maxLength: Int = 77) throws {
         let raw: Data
         do { raw = try Data(contentsOf: url) } catch {
-            throw LoadingError(file: url.path, "cannot read: \(error.localizedDescription)")
+            throw LoadingError(file: url.path, "cannot read: \(failureReason(error))")
         }
         let data = raw.starts(with: [0x1F, 0x8B]) ? try Gzip.decompress(raw, file: url.path) : raw
         let text = String(decoding: data, as: UTF8.self)

@@ -58,7 +58,7 @@ public enum ConfigFile {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw LoadingError(file: url.path, "cannot read the config file: \(error.localizedDescription)")
+            throw LoadingError(file: url.path, "cannot read the config file: \(failureReason(error))")
         }
         return try decode(type, from: data, file: url.path)
     }
@@ -85,13 +85,13 @@ public enum ConfigFile {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw LoadingError(file: url.path, "cannot read: \(error.localizedDescription)")
+            throw LoadingError(file: url.path, "cannot read: \(failureReason(error))")
         }
         let value: Any
         do {
             value = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw LoadingError(file: url.path, "not valid JSON: \(error.localizedDescription)")
+            throw LoadingError(file: url.path, "not valid JSON: \(failureReason(error))")
         }
         guard let object = value as? [String: Any] else {
             throw LoadingError(file: url.path, "expected a JSON object at the top level")
@@ -150,7 +150,7 @@ public enum ConfigFile {
             return LoadingError(file: file, key: path(context.codingPath + [key]), "required key is missing")
         case .dataCorrupted(let context):
             if context.codingPath.isEmpty {
-                let underlying = context.underlyingError.map { " (\($0.localizedDescription))" } ?? ""
+                let underlying = context.underlyingError.map { " (\(failureReason($0)))" } ?? ""
                 return LoadingError(file: file, "not valid JSON\(underlying)")
             }
             return LoadingError(file: file, key: path(context.codingPath), context.debugDescription)

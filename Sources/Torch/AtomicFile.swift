@@ -8,7 +8,7 @@ public func writeAtomically(to url: URL, _ write: (URL) throws -> Void) throws {
     do {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     } catch {
-        throw TorchError("cannot create the folder \(directory.path): \(error.localizedDescription)")
+        throw TorchError("cannot create the folder \(directory.path): \(failureReason(error))")
     }
     let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
     do {
@@ -19,7 +19,7 @@ public func writeAtomically(to url: URL, _ write: (URL) throws -> Void) throws {
     } catch {
         try? FileManager.default.removeItem(at: temporary)
         if error is TorchError { throw error }
-        throw TorchError("cannot write \(url.path): \(error.localizedDescription)")
+        throw TorchError("cannot write \(url.path): \(failureReason(error))")
     }
 }
 

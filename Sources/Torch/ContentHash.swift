@@ -26,7 +26,7 @@ public struct ContentHash: Sendable {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw TorchError("cannot read \(url.path) to fingerprint it: \(error.localizedDescription)")
+            throw TorchError("cannot read \(url.path) to fingerprint it: \(failureReason(error))")
         }
         data.withUnsafeBytes { update($0) }
     }

@@ -19,6 +19,20 @@ public enum DeviceChoice: Hashable, Sendable, CustomStringConvertible, Encodable
         }
     }
 
+    /// The device, checked to exist in this process: a CUDA device on a CPU LibTorch (or beyond the
+    /// visible GPUs) is an error that says so, not LibTorch's dispatcher dump at the first tensor.
+    public func available() throws -> Device {
+        let device = resolved
+        if case .cuda(let index) = device, index >= Runtime.cudaDeviceCount {
+            let count = Runtime.cudaDeviceCount
+            throw TorchError("device \(self): " + (count == 0
+                ? "this LibTorch (\(Runtime.libtorchVersion)) sees no CUDA device: it is a CPU build or no GPU is visible; " +
+                  "use cpu, or build against a CUDA LibTorch (LIBTORCH=/path, see the README)"
+                : "only \(count) CUDA device\(count == 1 ? "" : "s") visible (cuda:0…cuda:\(count - 1))"))
+        }
+        return device
+    }
+
     public var description: String {
         switch self {
         case .best: "best"

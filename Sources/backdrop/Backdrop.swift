@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Torch
 
 @main
@@ -8,6 +9,28 @@ struct Backdrop: ParsableCommand {
         abstract: "Text-driven, camera-aware 360° virtual backgrounds for video calls.",
         subcommands: [Info.self, FIDCommand.self, CLIPScoreCommand.self, EvalCommand.self, TableCommand.self, ParityCommand.self, GenerateCommand.self, SegmentCommand.self, TrackCommand.self, CallCommand.self, DemoCallCommand.self, DatasetCommand.self, TrainCommand.self, PanoramaCommand.self, ExportCommand.self, ImportMVDiffusionCommand.self, PublishCommand.self, PaperCommand.self, CacheCommand.self]
     )
+
+    /// Usage errors (bad flags, values out of range) exit 64 with the usage line; a failure while
+    /// working exits 1 with one line naming what failed and why (docs/security.md#errors).
+    static func main() {
+        // A reader that goes away (ffmpeg that quit, `| head`) is a write error to report, not a
+        // silent death by SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
+            try command.run()
+        } catch let error where error is ValidationError || error is CleanExit || error is ExitCode {
+            exit(withError: error)
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(failureReason(error))\n".utf8))
+            Foundation.exit(1)
+        }
+    }
 }
 
 struct Info: ParsableCommand {

@@ -34,7 +34,7 @@ struct CLIPScoreCommand: ParsableCommand {
         threads.apply()
         let folder = try PromptedImageFolder(folder: URL(fileURLWithPath: images), prompts: URL(fileURLWithPath: prompts),
                                              viewsPerScene: viewsPerScene)
-        let scorer = try CLIPScorer(modelDirectory: URL(fileURLWithPath: model), device: device.resolved(), batchSize: batchSize)
+        let scorer = try CLIPScorer(modelDirectory: URL(fileURLWithPath: model), device: try device.resolved(), batchSize: batchSize)
         let progress = ProgressReporter(title: "CLIP \(images)", total: folder.files.count)
         let result = try folder.score(with: scorer) { progress.update($0) }
         progress.finish()

@@ -43,9 +43,13 @@ struct CallCommand: ParsableCommand {
 
     func validate() throws {
         try validateFOV(fov)
-        guard startYaw.isFinite else { throw ValidationError("--start-yaw must be a finite number of degrees, not \(startYaw)") }
+        try checkRange("--start-yaw", startYaw, in: -3600...3600, " degrees")
         guard (0...1).contains(colorMatch) else { throw ValidationError("--color-match must be in [0, 1], not \(colorMatch)") }
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, not \(limit)") }
+        try refuseOverwriting([("--input", input), ("--background", background), ("--model", segmentation.model)], with: out)
+        if let rotations {
+            try refuseOverwriting([("--input", input), ("--background", background), ("--out", out)], with: rotations, flag: "--rotations")
+        }
     }
 
     func run() throws {

@@ -34,6 +34,11 @@ struct DatasetCommand: ParsableCommand {
         @Flag(help: "Also write PanFusion's stitched equirectangular images and captions.") var stitched = false
         @OptionGroup var threads: ThreadOptions
 
+        func validate() throws {
+            try checkRange("--count", count, in: 1...1_000_000)
+            try checkRange("--face-size", faceSize, in: 8...8192, " pixels")
+        }
+
         func run() throws {
             threads.apply()
             let root = URL(fileURLWithPath: out)
@@ -69,7 +74,9 @@ struct DatasetCommand: ParsableCommand {
         @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String
 
         func validate() throws {
-            guard yawOffset.isFinite else { throw ValidationError("--yaw-offset must be a finite number of degrees, not \(yawOffset)") }
+            try checkRange("--yaw-offset", yawOffset, in: -3600...3600, " degrees")
+            try checkRange("--index", index, in: 0...Int(Int32.max))
+            try checkRange("--size", size, in: pixelSizeRange, " pixels")
         }
 
         func run() throws {
@@ -100,8 +107,9 @@ struct DatasetCommand: ParsableCommand {
         @Option(help: "skybox or stitched.") var layout: MatterportLayout = .skybox
 
         func validate() throws {
-            guard count > 0 else { throw ValidationError("--count must be positive, not \(count)") }
-            guard prefetch >= 0 else { throw ValidationError("--prefetch must be ≥ 0, not \(prefetch)") }
+            try checkRange("--count", count, in: 1...1_000_000)
+            try checkRange("--prefetch", prefetch, in: 0...64)
+            try checkRange("--size", size, in: pixelSizeRange, " pixels")
         }
 
         func run() throws {

@@ -45,7 +45,7 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, not \(limit)") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, not \(steps)") }
-        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number ≥ 0, not \(guidance)") }
+        try checkRange("--guidance", guidance, in: guidanceRange)
         guard (1...1024).contains(batchSize) else { throw ValidationError("--batch-size must lie in 1…1024, not \(batchSize)") }
         if let clip, !FileManager.default.fileExists(atPath: URL(fileURLWithPath: expandEnvironment(clip)).appendingPathComponent("config.json").path) {
             throw ValidationError("--clip: \(clip)/config.json not found (expected a transformers CLIPModel folder)")
@@ -73,7 +73,7 @@ struct EvalCommand: ParsableCommand {
         options.guidance = guidance
         options.seed = seed
         options.clipModel = try target.clipModel(override: clip)
-        options.device = device.resolved(default: target.config.training.device)
+        options.device = try device.resolved(default: target.config.training.device)
         options.batchSize = batchSize
         let report = try RunEvaluator(run: target, split: split, options: options).evaluate(registry: registry)
 
@@ -97,7 +97,7 @@ struct EvalCommand: ParsableCommand {
     func evaluateAutoencoder(_ target: Run) throws {
         var evaluator = AutoencoderEvaluator(run: target, split: split)
         evaluator.limit = limit
-        evaluator.device = device.resolved(default: target.config.training.device)
+        evaluator.device = try device.resolved(default: target.config.training.device)
         let report = try evaluator.evaluate()
         print("autoencoder of run '\(target.config.name)' on \(split.rawValue): \(report.views) views, reconstruction PSNR " +
               String(format: "%.2f dB (worst view %.2f dB)", report.psnr, report.worstPSNR))
@@ -108,7 +108,7 @@ struct EvalCommand: ParsableCommand {
     func evaluateCLIP(_ target: Run) throws {
         var evaluator = CLIPRetrievalEvaluator(run: target, split: split)
         evaluator.limit = limit
-        evaluator.device = device.resolved(default: target.config.training.device)
+        evaluator.device = try device.resolved(default: target.config.training.device)
         evaluator.batchSize = batchSize
         let r = try evaluator.evaluate()
         print("CLIP of run '\(target.config.name)' on \(split.rawValue): \(r.views) views against \(r.captions) distinct captions; " +
@@ -133,7 +133,7 @@ struct EvalCommand: ParsableCommand {
         evaluator.seed = seed
         evaluator.batchSize = batchSize
         evaluator.clipModel = try target.clipModel(override: clip)
-        evaluator.device = device.resolved(default: target.config.training.device)
+        evaluator.device = try device.resolved(default: target.config.training.device)
         let r = try evaluator.evaluate()
         func value(_ v: Double?, _ format: String = "%.3f") -> String { v.map { String(format: format, $0) } ?? "— (no --clip)" }
         print("text-to-image '\(evaluator.label)' of run '\(target.config.name)' on \(split.rawValue): \(r.views) views in \(r.generated.path)")

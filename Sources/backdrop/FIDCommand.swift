@@ -36,7 +36,7 @@ struct FIDCommand: ParsableCommand {
 
     func run() throws {
         let fid = try FIDCalculator(weights: weights.map { URL(fileURLWithPath: $0) } ?? defaultInceptionWeights(), resize: resize,
-                                    device: device.resolved(), batchSize: batchSize)
+                                    device: try device.resolved(), batchSize: batchSize)
         var progress: [URL: LazyProgress] = [:]
         let result = try fid.distance(URL(fileURLWithPath: first), URL(fileURLWithPath: second),
                                       saveFirstTo: saveStats.map { URL(fileURLWithPath: $0) }) { folder, done, total in

@@ -63,15 +63,17 @@ struct GenerateCommand: ParsableCommand {
         if !negativePrompts.isEmpty, negativePrompts.count != 1, negativePrompts.count != prompts.count {
             throw ValidationError("give one --negative-prompt for all prompts or one per prompt")
         }
-        guard guidance.isFinite else { throw ValidationError("--guidance must be a finite number, not \(guidance)") }
-        guard eta.isFinite, eta >= 0 else { throw ValidationError("--eta must be a finite number ≥ 0, not \(eta)") }
+        try checkRange("--guidance", guidance, in: guidanceRange)
+        try checkRange("--eta", eta, in: 0...1)
+        try validateLatentSize("--height", height)
+        try validateLatentSize("--width", width)
     }
 
     func run() throws {
         threads.apply()
         let loading = Date()
         let pipeline = try StableDiffusionPipeline.load(from: URL(fileURLWithPath: model), scheduler: scheduler, dtype: dtype.dtype,
-                                                        device: device.resolved())
+                                                        device: try device.resolved())
         FileHandle.standardError.write(Data(String(format: "loaded %@ in %.1fs\n", model, Date().timeIntervalSince(loading)).utf8))
 
         let progress = ProgressReporter(title: "denoising", total: steps)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Experiments
 import Foundation
 import Geometry
+import Support
 import Torch
 
 // The options several commands share: one declaration, one meaning, one check each.
@@ -19,7 +20,7 @@ struct DeviceOptions: ParsableArguments {
     var device: DeviceChoice?
 
     /// The device given, else `fallback` (a run's training device, or best).
-    func resolved(default fallback: DeviceChoice = .best) -> Device { (device ?? fallback).resolved }
+    func resolved(default fallback: DeviceChoice = .best) throws -> Device { try (device ?? fallback).available() }
 }
 
 /// `--threads`: the CPU threads of the command's work: LibTorch's intra-op threads and Backdrop's
@@ -48,7 +49,7 @@ struct RegistryOptions: ParsableArguments {
     /// The registry, which must exist (read-only commands never create one).
     func existing() throws -> RunRegistry {
         guard let registry = try existingIfAny() else {
-            throw ValidationError("no run registry at \(self.registry) (train a run first, or pass --registry)")
+            throw TorchError("no run registry at \(self.registry) (train a run first, or pass --registry)")
         }
         return registry
     }
@@ -90,3 +91,38 @@ func validateFOV(_ fov: Double, flag: String = "--fov") throws {
     do { try PinholeCamera.validate(fov: fov) } catch let error { throw ValidationError("\(flag): \(error)") }
 }
 extension NeighbourSet: ExpressibleByArgument {}
+
+/// Refuses an output path that names one of the command's inputs: writing it would destroy the
+/// input before it is read (`call --input a.mp4 --out a.mp4`). Paths are compared after resolving
+/// `..` and symbolic links.
+func refuseOverwriting(_ inputs: [(flag: String, path: String?)], with output: String, flag: String = "--out") throws {
+    func canonical(_ path: String) -> String {
+        URL(fileURLWithPath: expandEnvironment(path)).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+    let target = canonical(output)
+    for (inputFlag, path) in inputs {
+        if let path, canonical(path) == target {
+            throw ValidationError("\(flag) \(output) is the \(inputFlag) file: writing it would destroy the input")
+        }
+    }
+}
+
+/// The range check of a numeric option; NaN and ±∞ lie in no range, so they are refused too.
+func checkRange<Value: Comparable>(_ flag: String, _ value: Value, in range: ClosedRange<Value>, _ unit: String = "") throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(flag) must lie in \(range.lowerBound)…\(range.upperBound)\(unit), not \(value)")
+    }
+}
+
+/// Classifier-free guidance scales: beyond 100 the guided noise estimate leaves any range the
+/// scheduler can bring back, and the image is black.
+let guidanceRange = 0.0...100.0
+/// Image and view sides in pixels.
+let pixelSizeRange = 8...4096
+
+/// `--height`/`--width` style sizes: in range and a multiple of 8 (the VAE's downsampling).
+func validateLatentSize(_ flag: String, _ value: Int?) throws {
+    guard let value else { return }
+    try checkRange(flag, value, in: pixelSizeRange, " pixels")
+    guard value % 8 == 0 else { throw ValidationError("\(flag) must be a multiple of 8, not \(value)") }
+}

@@ -52,17 +52,17 @@ struct PanoramaCommand: ParsableCommand {
         try validateFOV(fov)
         guard resolution > 0, resolution % 8 == 0 else { throw ValidationError("--resolution must be a positive multiple of 8, not \(resolution)") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, not \(steps)") }
-        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number ≥ 0, not \(guidance)") }
+        try checkRange("--guidance", guidance, in: guidanceRange)
     }
 
     func run() throws {
         threads.apply()
         let source: PanoramaSource
-        var target = device.resolved()
+        var target = try device.resolved()
         if let runName {
             let run = try registry.run(runName)
             source = .run(run, step.map { .step($0) } ?? .latest)
-            target = device.resolved(default: run.config.training.device)
+            target = try device.resolved(default: run.config.training.device)
         } else {
             source = .weights(model: URL(fileURLWithPath: expandEnvironment(model!)), caa: weights.map { URL(fileURLWithPath: $0) },
                               layout: try ViewLayout.horizon(count: views, fov: fov, resolution: resolution), neighbours: neighbours)

@@ -37,7 +37,7 @@ struct PaperCommand: ParsableCommand {
     func validate() throws {
         guard (1...100_000).contains(panoramas) else { throw ValidationError("--panoramas must lie in 1…100000, not \(panoramas)") }
         guard (1...1000).contains(steps) else { throw ValidationError("--steps must lie in 1…1000, not \(steps)") }
-        guard guidance.isFinite, guidance >= 0 else { throw ValidationError("--guidance must be a finite number ≥ 0, not \(guidance)") }
+        try checkRange("--guidance", guidance, in: guidanceRange)
         guard (1...1024).contains(batchSize) else { throw ValidationError("--batch-size must lie in 1…1024, not \(batchSize)") }
         for part in ["sd/model_index.json", "clip/config.json", "caa/manifest.json"] {
             let file = URL(fileURLWithPath: expandEnvironment(release)).appendingPathComponent(part)
@@ -57,7 +57,7 @@ struct PaperCommand: ParsableCommand {
         options.seed = seed
         options.batchSize = batchSize
         options.runName = name
-        options.device = device.resolved()
+        options.device = try device.resolved()
         try FileManager.default.createDirectory(at: options.out, withIntermediateDirectories: true)
         let report = try MiniaturePaper(options: options).run(registry: RunRegistry(url: registry.url))
         print(report.table.render(.md))

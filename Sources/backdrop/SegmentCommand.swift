@@ -42,6 +42,10 @@ struct SegmentCommand: ParsableCommand {
     @Flag(help: "Write the raw probabilities, without post-processing.") var raw = false
     @OptionGroup var threads: ThreadOptions
 
+    func validate() throws {
+        try refuseOverwriting([("--input", input), ("--model", segmentation.model)], with: out)
+    }
+
     func run() throws {
         segmentation.applyThreads(threads)
         let export = MaskExport(input: URL(fileURLWithPath: input), output: URL(fileURLWithPath: out),

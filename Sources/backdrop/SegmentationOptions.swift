@@ -48,14 +48,25 @@ struct SegmentationOptions: ParsableArguments {
                                   "DeepLabV3 weights come in no package")
         }
         try threshold.validate()
-        guard smoothing.isFinite else { throw ValidationError("--smoothing must be a finite number, not \(smoothing)") }
-        guard (0...1).contains(minBlob) else { throw ValidationError("--min-blob must lie in [0, 1], not \(minBlob)") }
-        guard feather >= 0 else { throw ValidationError("--feather must be ≥ 0, not \(feather)") }
-        guard skipThreshold.isFinite, skipThreshold >= 0 else {
-            throw ValidationError("--skip-threshold must be a finite number ≥ 0, not \(skipThreshold)")
+        // The new frame's weight: at 0 the average would never leave its empty start.
+        guard smoothing > 0, smoothing <= 1 else {
+            throw ValidationError("--smoothing is the new frame's weight and must lie in (0, 1] (1 = no smoothing), not \(smoothing)")
         }
-        guard deeplabSize > 0 else { throw ValidationError("--deeplab-size must be positive, not \(deeplabSize)") }
+        guard (0...1).contains(minBlob) else { throw ValidationError("--min-blob must lie in [0, 1], not \(minBlob)") }
+        // Bounded so that a typo cannot ask for a blur kernel larger than any frame.
+        guard (0...Self.maxFeather).contains(feather) else {
+            throw ValidationError("--feather must lie in 0…\(Self.maxFeather) pixels, not \(feather)")
+        }
+        guard skipThreshold.isFinite, (0...255).contains(skipThreshold) else {
+            throw ValidationError("--skip-threshold must lie in [0, 255] gray levels, not \(skipThreshold)")
+        }
+        guard (16...Self.maxDeeplabSize).contains(deeplabSize) else {
+            throw ValidationError("--deeplab-size must lie in 16…\(Self.maxDeeplabSize), not \(deeplabSize)")
+        }
     }
+
+    static let maxFeather = 256
+    static let maxDeeplabSize = 4096
 
     /// The chosen model, without the unchanged-frame cache.
     func loadSegmenter() throws -> any PersonSegmenter {

@@ -41,6 +41,7 @@ struct TrackCommand: ParsableCommand {
         guard (0...1).contains(maskThreshold) else { throw ValidationError("--mask-threshold must be in [0, 1], not \(maskThreshold)") }
         guard maskDilation >= 0 else { throw ValidationError("--mask-dilation must not be negative, not \(maskDilation)") }
         if let maxFrames, maxFrames < 1 { throw ValidationError("--max-frames must be at least 1, not \(maxFrames)") }
+        try refuseOverwriting([("--input", input)], with: out)
     }
 
     func run() throws {

@@ -92,6 +92,8 @@ public enum TestSupport {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        // Whatever the arguments, backdrop ends with an exit code, never a signal.
+        XCTAssertEqual(process.terminationReason, .exit, "backdrop \(arguments): ended by signal \(process.terminationStatus)")
         return (process.terminationStatus, output)
     }
 

@@ -190,7 +190,7 @@ public enum SyntheticRooms {
 
     static func writeText(_ text: String, to url: URL) throws {
         do { try writeAtomically(to: url) { try Data(text.utf8).write(to: $0) } } catch {
-            throw DatasetError(file: url.path, "cannot write: \(error.localizedDescription)")
+            throw DatasetError(file: url.path, "cannot write: \(failureReason(error))")
         }
     }
 }

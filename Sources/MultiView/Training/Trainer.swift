@@ -46,7 +46,7 @@ public final class Trainer {
         let config = run.config
         self.registry = registry
         store = run.checkpoints
-        device = config.training.device.resolved
+        device = try config.training.device.available()
         Runtime.seed(UInt64(config.training.seed))
         generator = try Generator(seed: UInt64(config.training.seed), device: .cpu)
 

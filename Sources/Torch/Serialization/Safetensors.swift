@@ -37,7 +37,7 @@ public final class SafetensorsFile {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw TorchError("cannot read safetensors file \(url.path): \(error.localizedDescription)")
+            throw TorchError("cannot read safetensors file \(url.path): \(failureReason(error))")
         }
         guard data.count >= 8 else {
             throw TorchError("\(file): not a safetensors file (\(data.count) bytes, the header length alone takes 8)")

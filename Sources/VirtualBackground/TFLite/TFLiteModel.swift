@@ -1,4 +1,5 @@
 import Foundation
+import Torch
 
 // The parts of TFLite's schema (tensorflow/lite/schema/schema.fbs) that the MediaPipe segmentation
 // models use, read with `FlatBuffer`. Field ids below are the schema's declaration order.
@@ -26,7 +27,7 @@ public struct TFLiteModel {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw TFLiteError("cannot read the TFLite model \(url.path): \(error.localizedDescription)")
+            throw TFLiteError("cannot read the TFLite model \(url.path): \(failureReason(error))")
         }
         try self.init(bytes: [UInt8](data), name: url.lastPathComponent)
     }
