@@ -107,6 +107,31 @@ extension FeatureStatistics {
         guard let count = try file.attribute("count").flatMap({ Int($0) }) else {
             throw TorchError("\(url.path): attribute 'count' is missing or not a number")
         }
-        return try FeatureStatistics(mean: file.read("mu"), covariance: file.read("sigma"), count: count)
+        let statistics = try FeatureStatistics(mean: file.read("mu"), covariance: file.read("sigma"), count: count)
+        do {
+            try statistics.validate()
+        } catch let error as TorchError {
+            throw TorchError("\(url.path): \(error.message)")
+        }
+        return statistics
+    }
+
+    /// Checks statistics read from a file (docs/security.md#non-finite-values): crafted ones gave
+    /// `nan` or a negative FID. A covariance is symmetric positive semi-definite up to float64
+    /// rounding, and the mean and covariance of fewer than two samples do not exist.
+    public func validate() throws {
+        guard count >= 2 else { throw TorchError("'count' is \(count): statistics need at least 2 samples") }
+        guard try mean.isAllFinite(), try covariance.isAllFinite() else {
+            throw TorchError("'mu' or 'sigma' holds NaN or infinite values")
+        }
+        let scale = max(try covariance.abs().amax().item(), 1e-300)
+        let asymmetry = try (covariance - covariance.transpose(0, 1)).abs().amax().item()
+        guard asymmetry <= 1e-9 * scale else {
+            throw TorchError("'sigma' is not symmetric (largest |Σ − Σᵀ| = \(asymmetry), largest |Σ| = \(scale))")
+        }
+        let smallest = try Linalg.eigh(covariance).eigenvalues.amin().item()
+        guard smallest >= -1e-6 * scale else {
+            throw TorchError("'sigma' is not positive semi-definite (smallest eigenvalue \(smallest), largest |Σ| = \(scale))")
+        }
     }
 }

@@ -88,6 +88,7 @@ public final class PanoramaGenerator {
                     prediction = try halves[0] + (halves[1] - halves[0]) * guidanceScale
                 }
                 x = try pipeline.scheduler.step(prediction, timestep: t, sample: x, generator: generator)
+                try requireFiniteLatents(x, step: i, of: timesteps.count, timestep: t)
                 progress?(i + 1, timesteps.count)
             }
             return x

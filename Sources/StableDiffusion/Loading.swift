@@ -396,6 +396,8 @@ public func loadWeights(into module: Module, from directory: URL, dtype: DType? 
         for (key, target) in own {
             guard let name = fileKey[key] else { continue }
             let value = try source.tensor(name)
+            // NaN weights would only show as a black image at the end (docs/security.md#non-finite-values).
+            guard try value.isAllFinite() else { throw LoadingError(file: file, key: name, "holds NaN or infinite values") }
             do {
                 try target.copy_(from: value)
             } catch let error as TorchError {

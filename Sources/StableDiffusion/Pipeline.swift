@@ -118,6 +118,7 @@ public final class StableDiffusionPipeline {
                     prediction = try halves[0] + (halves[1] - halves[0]) * guidanceScale
                 }
                 x = try scheduler.step(prediction, timestep: t, sample: x, generator: generator)
+                try requireFiniteLatents(x, step: i, of: timesteps.count, timestep: t)
                 progress?(i + 1, timesteps.count)
             }
             return x
@@ -141,5 +142,15 @@ public final class StableDiffusionPipeline {
         let final = try latents(prompts: prompts, negativePrompts: negativePrompts, steps: steps, guidanceScale: guidanceScale,
                                 height: height, width: width, generator: generator, eta: eta, progress: progress)
         return try decode(final)
+    }
+}
+
+/// Stops a denoising loop whose latents left the finite numbers (NaN weights that slipped through,
+/// a guidance scale the model cannot follow): without it the run went on to the end and wrote a
+/// black image with exit status 0. One reduction over the latents per step.
+public func requireFiniteLatents(_ latents: Tensor, step: Int, of steps: Int, timestep: Int) throws {
+    guard try latents.isAllFinite() else {
+        throw TorchError("denoising step \(step + 1) of \(steps) (timestep \(timestep)): the latents are no longer finite; "
+                         + "the model's weights or the guidance scale make the sampler diverge")
     }
 }

@@ -52,6 +52,11 @@ extension Tensor {
     public func isnan() throws -> Tensor { try unary(BD_ISNAN, "isnan") }
     /// Boolean mask of elements that are neither infinite nor NaN.
     public func isfinite() throws -> Tensor { try unary(BD_ISFINITE, "isfinite") }
+    /// Whether no element is NaN or ±∞ (integer tensors always are finite).
+    public func isAllFinite() throws -> Bool {
+        guard dtype.isFloatingPoint else { return true }
+        return try isfinite().all().item() != 0
+    }
     /// Real part of a complex tensor (a view); a real tensor is returned as is.
     public func real() throws -> Tensor { try unary(BD_REAL, "real") }
     /// Imaginary part of a complex tensor (a view); throws for real tensors.

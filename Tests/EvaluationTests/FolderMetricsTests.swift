@@ -55,6 +55,33 @@ final class FolderMetricsTests: XCTestCase {
         XCTAssertThrowsError(try pytorchFID.distance(aURL, bURL)) { XCTAssertTrue("\($0)".contains("a.h5"), "\($0)") }
     }
 
+    /// Crafted statistics files gave `nan`, a negative FID, or were used with `count = -5`: each is
+    /// refused on load with the file and the reason.
+    func testCraftedStatisticsAreRefused() throws {
+        let directory = try folder()
+        let provenance = FeatureStatistics.Provenance(featureExtractor: "x", resize: .tf1)
+        let good = try statistics(seed: 3)
+        let d = good.mean.count
+        let asymmetric = try good.covariance + Tensor.eye(d, dtype: .float64).roll(shifts: [1], dims: [1])
+        let indefinite = try good.covariance - Tensor.eye(d, dtype: .float64) * 100
+        let cases: [(String, FeatureStatistics, String)] = [
+            ("nan.h5", try FeatureStatistics(mean: good.mean * Double.nan, covariance: good.covariance, count: 40), "NaN"),
+            ("count.h5", try FeatureStatistics(mean: good.mean, covariance: good.covariance, count: -5), "at least 2"),
+            ("asymmetric.h5", try FeatureStatistics(mean: good.mean, covariance: asymmetric, count: 40), "not symmetric"),
+            ("indefinite.h5", try FeatureStatistics(mean: good.mean, covariance: indefinite, count: 40), "positive semi-definite"),
+        ]
+        for (name, crafted, reason) in cases {
+            let url = directory.appendingPathComponent(name)
+            try crafted.save(to: url, provenance: provenance)
+            XCTAssertThrowsError(try FeatureStatistics.load(url, expecting: provenance), name) {
+                XCTAssertTrue("\($0)".contains(name) && "\($0)".contains(reason), "\($0)")
+            }
+        }
+        let url = directory.appendingPathComponent("good.h5")
+        try good.save(to: url, provenance: provenance)
+        XCTAssertEqual(try FeatureStatistics.load(url, expecting: provenance).count, 40)
+    }
+
     /// A folder's statistics through the real FID Inception: computed once per calculator (a
     /// second request runs nothing), saved, and the saved file read back by a fresh calculator
     /// gives the same statistics, so the folder against its own file has FID 0.

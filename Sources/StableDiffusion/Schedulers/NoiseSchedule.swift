@@ -19,8 +19,14 @@ public struct NoiseSchedule: Sendable {
     ///   - file: named in errors (the config the values came from).
     public init(trainTimesteps: Int = 1000, betaStart: Double = 0.0001, betaEnd: Double = 0.02,
                 betaSchedule: String = "linear", trainedBetas: [Double]? = nil, file: String = "scheduler_config.json") throws {
-        guard trainTimesteps > 0 else {
-            throw LoadingError(file: file, key: "num_train_timesteps", "must be positive, found \(trainTimesteps)")
+        // Every β is a variance fraction in (0, 1): `beta_start: 2` made ᾱ negative and every image black.
+        guard (1...100_000).contains(trainTimesteps) else {
+            throw LoadingError(file: file, key: "num_train_timesteps", "must lie in 1…100000, found \(trainTimesteps)")
+        }
+        if trainedBetas == nil, betaSchedule != "squaredcos_cap_v2" {
+            for (key, value) in [("beta_start", betaStart), ("beta_end", betaEnd)] where !(value > 0 && value < 1) {
+                throw LoadingError(file: file, key: key, "must lie in (0, 1), found \(value)")
+            }
         }
         var betas: [Float]
         if let trainedBetas {
@@ -38,6 +44,10 @@ public struct NoiseSchedule: Sendable {
                 throw LoadingError(file: file, key: "beta_schedule",
                                    "unsupported '\(betaSchedule)' (expected linear, scaled_linear or squaredcos_cap_v2)")
             }
+        }
+        if let bad = betas.firstIndex(where: { !($0 > 0 && $0 < 1) }) {
+            throw LoadingError(file: file, key: trainedBetas == nil ? "beta_schedule" : "trained_betas",
+                               "β at timestep \(bad) is \(betas[bad]); every β must lie in (0, 1)")
         }
         self.betas = betas
         var product = 1.0

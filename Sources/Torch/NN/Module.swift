@@ -147,6 +147,7 @@ open class Module {
                 report.mismatched.append((key, tensor.shape, source.shape))
                 continue
             }
+            guard try source.isAllFinite() else { throw TorchError("state dict key \(key) holds NaN or infinite values") }
             assignments.append((tensor, source))
         }
         if strict, !report.isClean { throw TorchError("state dict does not match the model: \(report)") }
