@@ -104,8 +104,8 @@ func project(_ H: Tensor, _ xy: Tensor) throws -> Tensor {
 
 /// Geometry per (layout, resolution, device), computed on first use. Yaw offsets rotate all views of a
 /// panorama together and leave every R_j⁻¹R_i unchanged, so one entry serves every training panorama
-/// of a layout: entries are keyed by the canonical layout (view 0 as the world frame) at 1e-6, which
-/// absorbs float32 camera noise, and computed from the first such layout's canonical form at 1e-9.
+/// of a layout: entries are keyed by, and computed from, the canonical layout (view 0 as the world
+/// frame) at 1e-6, which absorbs float32 camera noise.
 public final class CorrespondenceCache: @unchecked Sendable {
     private struct Key: Hashable {
         let layout: ViewLayout
@@ -131,9 +131,10 @@ public final class CorrespondenceCache: @unchecked Sendable {
         }
         let key = Key(layout: layout.canonical(precision: 1e-6), height: height, width: width, device: device)
         if let hit = lock.withLock({ entries[key] }) { return hit }
-        // Computed from the canonical layout, so the cached values do not depend on which panorama
-        // (which yaw offset) happened to fill the entry.
-        let geometry = try LevelGeometry(layout: layout.canonical(), height: height, width: width,
+        // Computed from the key itself, so the cached values do not depend on which panorama (which
+        // yaw offset, with which float32 camera noise) happened to fill the entry: a resumed run,
+        // whose cache fills at another step, then computes exactly what an uninterrupted one does.
+        let geometry = try LevelGeometry(layout: key.layout, height: height, width: width,
                                          neighbours: neighbours, device: device)
         lock.withLock { entries[key] = geometry }
         return geometry
