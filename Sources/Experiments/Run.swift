@@ -58,7 +58,7 @@ public struct Run: Sendable {
                              (known.isEmpty ? " (it has no runs)" : "; runs: \(known.joined(separator: ", "))"))
         }
         let config = try RunConfig.parse(yaml: record.config, file: "\(registry.url.path) (run \(record.id), '\(name)')")
-        let directory = URL(fileURLWithPath: record.outputDir)
+        let directory = registry.directory(of: record)
         let stored = try? Description.read(from: directory)
         return Run(config: config, directory: directory, workingDirectory: stored?.workingDirectory ?? workingDirectory,
                    record: record)
@@ -69,7 +69,9 @@ public struct Run: Sendable {
         let description = try Description.read(from: folder)
         let config = try RunConfig.parse(yaml: description.config,
                                          file: folder.appendingPathComponent(Self.descriptionFile).path)
-        let record = try registry?.runs().last { URL(fileURLWithPath: $0.outputDir).standardizedFileURL.path == folder.standardizedFileURL.path }
+        let record = try registry.flatMap { registry in
+            try registry.runs().last { registry.directory(of: $0).standardizedFileURL.path == folder.standardizedFileURL.path }
+        }
         self.init(config: config, directory: folder, workingDirectory: description.workingDirectory, record: record)
     }
 

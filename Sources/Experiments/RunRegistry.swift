@@ -124,6 +124,27 @@ public final class RunRegistry: @unchecked Sendable {
         return migrator
     }
 
+    // MARK: Paths
+
+    /// The folder the registry file lives in (`results/`): run folders and checkpoints inside it are
+    /// stored relative to it, so the results folder can move or be copied whole.
+    public var root: URL { url.deletingLastPathComponent().standardizedFileURL }
+
+    /// `path` as the registry stores it: relative to `root` when inside it, else absolute.
+    func stored(_ path: String) -> String {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let prefix = root.path.hasSuffix("/") ? root.path : root.path + "/"
+        return absolute.hasPrefix(prefix) ? String(absolute.dropFirst(prefix.count)) : absolute
+    }
+
+    /// A stored path as a URL: relative ones under `root` (older registries hold absolute paths).
+    public func resolve(_ stored: String) -> URL {
+        stored.hasPrefix("/") ? URL(fileURLWithPath: stored) : root.appendingPathComponent(stored)
+    }
+
+    /// The output folder of a registered run.
+    public func directory(of run: Run) -> URL { resolve(run.outputDir) }
+
     // MARK: Runs
 
     /// Registers a new run in state `running`; returns its id.
@@ -132,9 +153,19 @@ public final class RunRegistry: @unchecked Sendable {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT INTO run (name, config, gitCommit, outputDir, startedAt, status) VALUES (?, ?, ?, ?, ?, 'running')
-                """, arguments: [name, configJSON, gitCommit, outputDir, Date()])
+                """, arguments: [name, configJSON, gitCommit, stored(outputDir), Date()])
             return db.lastInsertedRowID
         }
+    }
+
+    /// Runs still marked `running` whose folder no process holds (`FolderLock`) died without a word
+    /// (SIGKILL, a power cut, an out-of-memory kill): they become `interrupted`. Returns their ids.
+    @discardableResult
+    public func markInterruptedRuns() throws -> [Int64] {
+        let dead = try pool.read { try Run.fetchAll($0, sql: "SELECT * FROM run WHERE status = 'running'") }
+            .filter { !FolderLock.isHeld(directory(of: $0)) }.map(\.id)
+        for id in dead { try finishRun(id, status: "interrupted") }
+        return dead
     }
 
     /// Marks a run as running again (after `--resume`).
@@ -178,14 +209,15 @@ public final class RunRegistry: @unchecked Sendable {
     public func recordCheckpoint(_ runID: Int64, step: Int, path: String) throws {
         try pool.write { db in
             try db.execute(sql: "INSERT INTO checkpoint (runId, step, path, createdAt) VALUES (?, ?, ?, ?)",
-                           arguments: [runID, step, path, Date()])
+                           arguments: [runID, step, stored(path), Date()])
         }
     }
 
+    /// A run's checkpoints, with their folders resolved.
     public func checkpoints(_ runID: Int64) throws -> [(step: Int, path: String)] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT step, path FROM checkpoint WHERE runId = ? ORDER BY step", arguments: [runID])
-                .map { ($0["step"], $0["path"]) }
+                .map { ($0["step"], resolve($0["path"]).path) }
         }
     }
 

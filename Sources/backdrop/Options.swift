@@ -55,8 +55,12 @@ struct RegistryOptions: ParsableArguments {
     }
 
     /// The registry, or nil when there is none at the path.
+    /// Runs whose process died without a word are marked interrupted on the way.
     func existingIfAny() throws -> RunRegistry? {
-        FileManager.default.fileExists(atPath: registry) ? try RunRegistry(url: url) : nil
+        guard FileManager.default.fileExists(atPath: registry) else { return nil }
+        let opened = try RunRegistry(url: url)
+        try opened.markInterruptedRuns()
+        return opened
     }
 
     /// A run by name or folder; without a registry only a folder resolves, and the error says where

@@ -77,6 +77,14 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(victim.terminationReason, .uncaughtSignal)
         let partial = try losses(registry)
         XCTAssertLessThan(partial.count, 14, "the run must have been killed before finishing")
+        // Nobody holds the dead run's folder: the next look at the registry marks it interrupted.
+        let victimID = try XCTUnwrap(try RunRegistry(url: registry).latestRun(named: "resume-test")).id
+        XCTAssertEqual(try RunRegistry(url: registry).markInterruptedRuns(), [victimID])
+        // Training again into its folder without --resume would overwrite its checkpoints.
+        let refused = try train(killed, config: killedConfig, registry: "runs.sqlite")
+        refused.waitUntilExit()
+        XCTAssertEqual(refused.terminationStatus, 1)
+        XCTAssertTrue(log(killed).contains("already holds a run (1 checkpoint); pass --resume"), log(killed))
 
         let resumed = try train(killed, config: killedConfig, registry: "runs.sqlite", resume: true)
         resumed.waitUntilExit()
@@ -97,6 +105,18 @@ final class TrainingTests: XCTestCase {
         }
         let run = try XCTUnwrap(try RunRegistry(url: registry).latestRun(named: "resume-test"))
         XCTAssertEqual(run.status, "finished")
+    }
+
+    /// Two processes training into one folder: the second stops at once with the holder's pid.
+    func testABusyFolderIsRefused() throws {
+        let (workspace, config) = try makeWorkspace()
+        let run = Run(config: try RunConfig.load(config), workingDirectory: workspace)
+        let holder = try FolderLock(run.directory)
+        let trainer = try Trainer(run: run, registry: try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")))
+        XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("in use by another training process"), "\($0)") }
+        XCTAssertNil(try RunRegistry(url: workspace.appendingPathComponent("runs.sqlite")).latestRun(named: "resume-test"),
+                     "nothing registered")
+        withExtendedLifetime(holder) {}
     }
 
     func testNonFiniteLossStopsAndKeepsCheckpoint() throws {

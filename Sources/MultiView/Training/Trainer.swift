@@ -120,6 +120,11 @@ public final class Trainer {
     /// Trains from the start, or from the latest checkpoint when `resume` (and one exists).
     @discardableResult
     public func run(resume: Bool = false) throws -> Summary {
+        // One process per run folder, for the whole run; the kernel drops the lock if this one dies.
+        let lock = try FolderLock(runDirectory)
+        defer { withExtendedLifetime(lock) {} }
+        try registry.markInterruptedRuns()
+        if !resume { try refuseOccupiedFolder() }
         var state = TrainingState(step: 0, epoch: 0, positionInEpoch: 0, schedulerSteps: 0)
         let runID: Int64
         if resume, let checkpoint = try store.latest() {
@@ -199,6 +204,17 @@ public final class Trainer {
         } catch {
             if (try? registry.run(runID))??.status == "running" { try? registry.finishRun(runID, status: "failed") }
             throw error
+        }
+    }
+
+    /// A fresh run must not write over another run's checkpoints: the folder may hold nothing of a
+    /// run (a run description or checkpoints) unless `--resume` continues it.
+    func refuseOccupiedFolder() throws {
+        let description = runDirectory.appendingPathComponent("run.json")
+        let checkpoints = (try? store.steps().count) ?? 0
+        guard !FileManager.default.fileExists(atPath: description.path), checkpoints == 0 else {
+            throw TorchError("\(runDirectory.path) already holds a run (\(checkpoints) checkpoint\(checkpoints == 1 ? "" : "s")); " +
+                             "pass --resume to continue it, or set another output_dir (or delete the folder) to start afresh")
         }
     }
 
