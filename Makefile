@@ -20,7 +20,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full clean
+.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full fuzz clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -302,6 +302,16 @@ bench-cache: setup
 	swift build $(RELEASE) --product backdrop
 	tools/bench_cache.sh .build/release/backdrop $(BENCH_THREADS) smoke
 	tools/bench_cache.sh .build/release/backdrop $(BENCH_THREADS) text_to_image
+
+# docs/security.md#fuzzing: every parser of untrusted input under libFuzzer with AddressSanitizer,
+# FUZZ_RUNS executions each from seeds of real inputs; prints executions, coverage and findings.
+# Linked with lld: gold stops with an internal error on the sanitizers' debug info.
+FUZZ_RUNS ?= 100000
+fuzz: setup
+	swift build --build-path .build-fuzz --product backdrop-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DBACKDROP_FUZZ \
+	  -Xswiftc -use-ld=lld \
+	  -Xcc -fsanitize=fuzzer-no-link,address
+	RUNS=$(FUZZ_RUNS) tools/fuzz.sh .build-fuzz/debug/backdrop-fuzz
 
 # Regenerates the committed test fixtures from the Python reference.
 fixtures: setup

@@ -132,6 +132,12 @@ let package = Package(
             dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView", "Support"],
             path: "Sources/BackdropBench"
         ),
+        // The parsers of untrusted input under libFuzzer (`make fuzz`), or replaying inputs (tests).
+        .executableTarget(
+            name: "backdrop-fuzz",
+            dependencies: ["Torch", "Media", "Datasets", "Experiments", "StableDiffusion", "VirtualBackground", "Evaluation", "Support"],
+            path: "Sources/BackdropFuzz"
+        ),
         // Fixture paths, the Python reference and fetched assets, for every test target.
         .target(name: "BackdropTestSupport", dependencies: ["Torch"], path: "Tests/TestSupport"),
         .testTarget(name: "TorchTests", dependencies: ["Torch", "BackdropTestSupport"]),

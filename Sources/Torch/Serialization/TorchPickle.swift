@@ -18,6 +18,14 @@ public enum TorchPickle {
         return try unpickle(archive, prefix: prefix, file: url.lastPathComponent)
     }
 
+    /// A bare pickle stream (protocols 0–5) outside any archive, read by the same restricted
+    /// unpickler; persistent ids (tensor storages) have nothing to point at and are refused.
+    public static func loadPickle(_ data: Data, context: String) throws -> PickleValue {
+        try Unpickler(data, context: context) { key, _, _ in
+            throw TorchError("\(context): storage '\(key)' outside a torch.save archive")
+        }.load()
+    }
+
     /// The tensors a TorchScript archive (`torch.jit.save`) holds in its module tree, by dotted
     /// attribute path (`net.layers.conv.weight`), read with the same restricted unpickler as
     /// `torch.save` files: the archive's code is never loaded or run (docs/security.md), so an
