@@ -65,16 +65,19 @@ public enum TestSupport {
     }
 
     /// The `backdrop` executable built next to the test bundle (`swift build --build-tests` builds it).
-    public static func backdropExecutable() throws -> URL {
+    public static func backdropExecutable() throws -> URL { try builtExecutable("backdrop") }
+
+    /// An executable product built next to the test bundle (`backdrop`, `backdrop-fuzz`).
+    public static func builtExecutable(_ name: String) throws -> URL {
         var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for _ in 0..<3 {
-            let candidate = directory.appendingPathComponent("backdrop")
+            let candidate = directory.appendingPathComponent(name)
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
             directory = directory.deletingLastPathComponent()
         }
-        let fallback = repositoryRoot.appendingPathComponent(".build/debug/backdrop")
+        let fallback = repositoryRoot.appendingPathComponent(".build/debug/\(name)")
         guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
-            throw XCTSkip("the backdrop executable is not built next to the tests")
+            throw XCTSkip("the \(name) executable is not built next to the tests")
         }
         return fallback
     }
@@ -82,8 +85,14 @@ public enum TestSupport {
     /// Runs the `backdrop` executable (in `directory`, or this process's); returns its exit status
     /// and its standard output and error.
     public static func runBackdrop(_ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, output: String) {
+        try run(try backdropExecutable(), arguments, in: directory)
+    }
+
+    /// Runs an executable; returns its exit status and its standard output and error. Whatever the
+    /// arguments, Backdrop's executables end with an exit code, never a signal.
+    public static func run(_ executable: URL, _ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = try backdropExecutable()
+        process.executableURL = executable
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = directory }
         let pipe = Pipe()
@@ -92,8 +101,7 @@ public enum TestSupport {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        // Whatever the arguments, backdrop ends with an exit code, never a signal.
-        XCTAssertEqual(process.terminationReason, .exit, "backdrop \(arguments): ended by signal \(process.terminationStatus)")
+        XCTAssertEqual(process.terminationReason, .exit, "\(executable.lastPathComponent) \(arguments): ended by signal \(process.terminationStatus)")
         return (process.terminationStatus, output)
     }
 
