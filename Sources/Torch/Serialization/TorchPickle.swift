@@ -140,6 +140,7 @@ public enum TorchPickle {
             }
             throw TorchError("\(file): not a torch.save file (no zip signature)")
         }
+        try ZipBounds.check(url)
         do {
             return try Archive(url: url, accessMode: .read)
         } catch {
