@@ -14,7 +14,7 @@ ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
 # With LIBTORCH set the build uses that LibTorch only, so Debian's libtorch-dev is not installed.
-APT_PACKAGES := $(if $(LIBTORCH),,libtorch-dev) libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg
+APT_PACKAGES := $(if $(LIBTORCH),,libtorch-dev) libgloo-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 

@@ -15,6 +15,7 @@ extern "C" {
 typedef struct bd_tensor_s *bd_tensor;       // owns one at::Tensor
 typedef struct bd_generator_s *bd_generator; // owns one at::Generator
 typedef struct bd_module_s *bd_module;       // owns one torch::jit::Module
+typedef struct bd_process_group_s *bd_process_group;  // a c10d store and Gloo process group
 
 // ---- errors and runtime -------------------------------------------------------------------------
 const char *bd_last_error(void);
@@ -252,6 +253,14 @@ int bd_jit_register_module(bd_module parent, const char *name, bd_module child);
 // Traces fn(inputs) with m as `self` and adds the recorded graph to m as `method`.
 int bd_jit_trace(bd_module m, const char *method, bd_closure fn, void *ctx, const bd_tensor *inputs, int n);
 int bd_jit_save(bd_module m, const char *path);
+
+// Distributed (distributed.cpp): rendezvous at host:port (rank 0 serves the store), then
+// in-place collectives; each returns 0, or -1 with the error set.
+bd_process_group bd_dist_init(const char *host, int port, int rank, int world, int64_t timeout_ms);
+void bd_dist_free(bd_process_group g);
+int bd_dist_all_reduce_sum(bd_process_group g, bd_tensor t);
+int bd_dist_broadcast(bd_process_group g, bd_tensor t, int root);
+int bd_dist_barrier(bd_process_group g);
 
 #ifdef __cplusplus
 }

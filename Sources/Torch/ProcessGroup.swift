@@ -1,0 +1,47 @@
+import CTorch
+import Foundation
+
+/// A group of processes that train one model together, over LibTorch's c10d: a TCPStore at
+/// `host:port` (served by rank 0) for the rendezvous, Gloo for the collectives (docs/distributed.md).
+/// Every collective is in place and blocks until all ranks took part, or fails with an error
+/// naming it once `timeout` passes (a peer that died or hangs).
+public final class ProcessGroup: @unchecked Sendable {
+    public let rank: Int
+    public let worldSize: Int
+    public let timeout: TimeInterval
+    private let handle: bd_process_group
+
+    public init(host: String, port: Int, rank: Int, worldSize: Int, timeout: TimeInterval) throws {
+        guard worldSize >= 1, (0..<worldSize).contains(rank) else {
+            throw TorchError("process group: rank \(rank) is not in a world of \(worldSize)")
+        }
+        guard (1...65535).contains(port) else { throw TorchError("process group: port \(port) is not in 1…65535") }
+        guard let handle = bd_dist_init(host, Int32(port), Int32(rank), Int32(worldSize), Int64(timeout * 1000)) else {
+            throw TorchError.fromBridge("rank \(rank) of \(worldSize) joining \(host):\(port)")
+        }
+        (self.rank, self.worldSize, self.timeout, self.handle) = (rank, worldSize, timeout, handle)
+    }
+
+    deinit { bd_dist_free(handle) }
+
+    /// Every rank's `tensor` summed, written into each rank's `tensor`.
+    public func allReduceSum(_ tensor: Tensor) throws {
+        try checkStatus(bd_dist_all_reduce_sum(handle, tensor.handle), "rank \(rank) of \(worldSize): all-reduce of \(tensor.shape)")
+    }
+
+    /// The mean over ranks, in place.
+    public func allReduceMean(_ tensor: Tensor) throws {
+        try allReduceSum(tensor)
+        if worldSize > 1 { try tensor.mul_(1 / Double(worldSize)) }
+    }
+
+    /// Rank `root`'s `tensor` copied into every rank's.
+    public func broadcast(_ tensor: Tensor, from root: Int = 0) throws {
+        try checkStatus(bd_dist_broadcast(handle, tensor.handle, Int32(root)), "rank \(rank) of \(worldSize): broadcast of \(tensor.shape)")
+    }
+
+    /// Returns once every rank has called it.
+    public func barrier() throws {
+        try checkStatus(bd_dist_barrier(handle), "rank \(rank) of \(worldSize): barrier")
+    }
+}

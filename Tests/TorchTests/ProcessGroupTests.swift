@@ -1,0 +1,55 @@
+import BackdropTestSupport
+import Foundation
+import Torch
+import XCTest
+
+/// c10d through the bridge: two ranks (threads here, processes in training) rendezvous over a
+/// TCPStore and run Gloo collectives; a missing peer is an error within the timeout.
+final class ProcessGroupTests: XCTestCase {
+    /// A port nobody listens on (the kernel's choice).
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func testAllReduceBroadcastAndBarrierAcrossTwoRanks() throws {
+        let port = Self.freePort()
+        var results = [[Float]](repeating: [], count: 2)
+        var errors = [Error?](repeating: nil, count: 2)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 2) { rank in
+            do {
+                let group = try ProcessGroup(host: "127.0.0.1", port: port, rank: rank, worldSize: 2, timeout: 30)
+                let summed = try Tensor([1, 2, 3] as [Float]) * Double(rank + 1)
+                try group.allReduceSum(summed)
+                let mean = try Tensor([Float(rank), 10])
+                try group.allReduceMean(mean)
+                let broadcast = try Tensor([Float(rank + 5)])
+                try group.broadcast(broadcast, from: 1)
+                try group.barrier()
+                let values = try summed.toArray(Float.self) + mean.toArray(Float.self) + broadcast.toArray(Float.self)
+                lock.withLock { results[rank] = values }
+            } catch {
+                lock.withLock { errors[rank] = error }
+            }
+        }
+        XCTAssertNil(errors[0] ?? errors[1])
+        for rank in 0..<2 { XCTAssertEqual(results[rank], [3, 6, 9, 0.5, 10, 6], "rank \(rank)") }
+    }
+
+    /// Rank 1 never comes: rank 0 stops with an error once the timeout passes, not a hang.
+    func testAMissingPeerIsAnErrorWithinTheTimeout() throws {
+        let start = Date()
+        XCTAssertThrowsError(try ProcessGroup(host: "127.0.0.1", port: Self.freePort(), rank: 0, worldSize: 2, timeout: 2)) {
+            XCTAssertTrue("\($0)".contains("rank 0 of 2"), "\($0)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+    }
+}
