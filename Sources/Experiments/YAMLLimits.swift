@@ -7,7 +7,9 @@ import Foundation
 /// which is where a 20 KB file nested 10,000 deep crashed and a 1 KB "billion laughs" reached 2 GB.
 ///
 /// Refused: nesting deeper than `maxDepth`, more than `maxNodes` nodes once aliases are expanded,
-/// and a key repeated in one mapping (YAML forbids it; the tree builder would silently keep the last).
+/// a key repeated in one mapping (YAML forbids it; the tree builder would silently keep the last),
+/// and a key that is not text (a sequence, mapping or alias as a key stopped the tree builder with
+/// a trap; found by `make fuzz`).
 enum YAMLLimits {
     static let maxDepth = 64
     static let maxNodes = 100_000
@@ -73,6 +75,7 @@ enum YAMLLimits {
                 try keyOrValue(key: value, nodes: 1, at: event)
                 if let anchor = Self.string(event.data.scalar.anchor) { anchored[anchor] = 1 }
             case YAML_ALIAS_EVENT:
+                try requireTextKey(at: event, found: "an alias")
                 let name = Self.string(event.data.alias.anchor) ?? ""
                 // An alias stands for a full copy of its anchor's subtree once the tree is built.
                 try keyOrValue(key: nil, nodes: anchored[name] ?? 1, at: event)
@@ -81,6 +84,7 @@ enum YAMLLimits {
                     throw fail("nested more than \(YAMLLimits.maxDepth) levels deep", at: event)
                 }
                 let mapping = event.type == YAML_MAPPING_START_EVENT
+                try requireTextKey(at: event, found: mapping ? "a mapping" : "a sequence")
                 let anchor = Self.string(mapping ? event.data.mapping_start.anchor : event.data.sequence_start.anchor)
                 try count(1, at: event)
                 stack.append(Open(isMapping: mapping, anchor: anchor))
@@ -113,6 +117,14 @@ enum YAMLLimits {
         }
 
         mutating func advance() { stack[stack.count - 1].expectingKey.toggle() }
+
+        /// Config keys are text; YAML's complex keys (`? [a, b]: c`) have no meaning here, and the
+        /// tree builder stops the process on them.
+        func requireTextKey(at event: yaml_event_t, found: String) throws {
+            if let open = stack.last, open.isMapping, open.expectingKey {
+                throw fail("a mapping key must be text, not \(found)", at: event)
+            }
+        }
 
         mutating func count(_ nodes: Int, at event: yaml_event_t) throws {
             total += nodes

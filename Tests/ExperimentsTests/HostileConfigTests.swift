@@ -46,6 +46,13 @@ final class HostileConfigTests: XCTestCase {
                                              file: "ok.yaml"))
     }
 
+    /// A sequence, mapping or alias as a key stopped Yams' tree builder with a trap (make fuzz).
+    func testKeysMustBeText() {
+        assertConfigError("? [a, b]\n: c\n" + minimal, key: "", contains: "a mapping key must be text, not a sequence")
+        assertConfigError(minimal + "\nx: &x {a: 1}\n*x : 2", key: "x", contains: "not an alias")
+        assertConfigError("optimizer: {{lr: 1}: 2}\n" + minimal, key: "optimizer", contains: "not a mapping")
+    }
+
     /// An unset variable became "" and the error later spoke of a missing model at the wrong path.
     func testUnsetVariablesInPathsAreNamed() {
         let yaml = "model:\n  base: ${BACKDROP_TEST_UNSET_VARIABLE}/sd2\ndataset: {root: datasets/mp3d_skybox}"
