@@ -192,6 +192,23 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         public var snrGamma: Double?
     }
 
+    /// Section `distributed` (optional): how the processes of a data-parallel run talk
+    /// (docs/distributed.md). A run started in one process ignores it.
+    public struct Distributed: Encodable, Equatable, Sendable {
+        public enum Backend: String, ConfigChoice {
+            /// Gloo on the CPU; NCCL when the run trains on CUDA.
+            case auto, gloo, nccl
+        }
+        public var backend: Backend = .auto
+        /// Seconds a collective (or the rendezvous) may wait for a peer before the run stops with
+        /// an error naming the operation (PyTorch's default: 30 minutes).
+        public var timeout: Double = 1800
+        /// Gradients are all-reduced in buckets of about this many MiB (DDP's `bucket_cap_mb`).
+        public var bucketMB: Double = 25
+
+        public init() {}
+    }
+
     /// What `backdrop eval` needs beyond the run (section `evaluation`, optional).
     public struct Evaluation: Encodable, Equatable, Sendable {
         /// A transformers `CLIPModel` folder for the CLIP score; without one CS is "not configured".
@@ -217,9 +234,11 @@ public struct RunConfig: Encodable, Equatable, Sendable {
     public var outputDir: String
     /// nil when the config has no `evaluation` section.
     public var evaluation: Evaluation? = nil
+    public var distributed: Distributed = .init()
 
     enum CodingKeys: String, CodingKey {
-        case name, task, model, dataset, caa, autoencoder, textToImage, optimizer, schedule, training, outputDir, evaluation
+        case name, task, model, dataset, caa, autoencoder, textToImage, optimizer, schedule, training, outputDir, evaluation,
+             distributed
     }
 
     /// Only the sections of the chosen task, so the stored JSON parses back.
@@ -240,6 +259,7 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         try c.encode(training, forKey: .training)
         try c.encode(outputDir, forKey: .outputDir)
         try c.encodeIfPresent(evaluation, forKey: .evaluation)
+        if distributed != Distributed() { try c.encode(distributed, forKey: .distributed) }
     }
 
     /// Reads and validates a config file; errors name the file and the key.
@@ -371,12 +391,19 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         let evaluation = Evaluation(clipModel: try e.string("clip_model"), inceptionWeights: try e.string("inception_weights"))
         try e.finish()
 
+        let ddp = try root.section("distributed")
+        var distributed = Distributed()
+        distributed.backend = try ddp.choice("backend", default: distributed.backend)
+        distributed.timeout = try ddp.positiveDouble("timeout", default: distributed.timeout)
+        distributed.bucketMB = try ddp.positiveDouble("bucket_mb", default: distributed.bucketMB)
+        try ddp.finish()
+
         let outputDir = try root.string("output_dir", default: "results/runs/\(name)")!
         try root.finish()
         return RunConfig(name: name, task: task, model: model, dataset: dataset, caa: caa, autoencoder: autoencoder,
                          textToImage: textToImage, optimizer: optimizer,
                          schedule: schedule, training: training, outputDir: outputDir,
-                         evaluation: evaluation == Evaluation() ? nil : evaluation)
+                         evaluation: evaluation == Evaluation() ? nil : evaluation, distributed: distributed)
     }
 
     /// The config with every default filled in, as canonical JSON (stored with the run).

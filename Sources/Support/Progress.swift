@@ -15,18 +15,22 @@ public final class ProgressReporter: @unchecked Sendable {
     private var status = ""
     private var drawn: (completed: Int, status: String)?
     private let lock = NSLock()
+    /// Draws nothing (the ranks of a data-parallel run other than 0 stay quiet).
+    private let silent: Bool
 
     /// `total` nil for work of unknown length.
     public init(title: String, total: Int?, plainInterval: Double = 10,
-                isTerminal: Bool = isatty(FileHandle.standardError.fileDescriptor) != 0) {
+                isTerminal: Bool = isatty(FileHandle.standardError.fileDescriptor) != 0, silent: Bool = false) {
         self.title = title
         self.total = total
         self.isTerminal = isTerminal
         self.plainInterval = plainInterval
+        self.silent = silent
     }
 
     /// Records that `completed` units are done; `status` is shown after the counts (e.g. a loss).
     public func update(_ completed: Int, status: String = "") {
+        guard !silent else { return }
         lock.lock()
         defer { lock.unlock() }
         self.completed = completed
@@ -41,6 +45,7 @@ public final class ProgressReporter: @unchecked Sendable {
 
     /// Draws the final state and ends the line.
     public func finish(status: String? = nil) {
+        guard !silent else { return }
         lock.lock()
         defer { lock.unlock() }
         if let status { self.status = status }

@@ -22,15 +22,75 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue from the run's latest checkpoint.") var resume = false
     @OptionGroup var registry: RegistryOptions
     @OptionGroup var threads: ThreadOptions
+    @Option(help: "Data-parallel workers to start on this machine (like torchrun --nproc-per-node); each takes training.batch_size panoramas per step.")
+    var nproc: Int = 1
+    @Option(help: "Machines taking part (each runs this command with its own --node-rank).") var nnodes: Int = 1
+    @Option(help: "This machine's index among --nnodes, 0 … nnodes−1.") var nodeRank: Int = 0
+    @Option(help: "Address of the machine with node rank 0 (it serves the rendezvous).") var masterAddr: String = "127.0.0.1"
+    @Option(help: "Rendezvous port on --master-addr (default: MASTER_PORT, else a free port when one machine, else 29500).")
+    var masterPort: Int?
+
+    func validate() throws {
+        try checkRange("--nproc", nproc, in: 1...1024)
+        try checkRange("--nnodes", nnodes, in: 1...100_000)
+        try checkRange("--node-rank", nodeRank, in: 0...(nnodes - 1))
+        if let masterPort { try checkRange("--master-port", masterPort, in: 1...65535) }
+    }
 
     func run() throws {
+        if nproc > 1 || nnodes > 1 { return try launch() }
         threads.apply()
         let run = Run(config: try RunConfig.load(URL(fileURLWithPath: config)))
-        let trainer = try Trainer(run: run, registry: try RunRegistry(url: registry.url))
+        // A worker of a data-parallel launch (ours, torchrun's or srun's) joins its group first.
+        var group: ProcessGroup?
+        var localRank = 0
+        if let environment = try DistributedEnvironment.current() {
+            guard run.config.distributed.backend != .nccl else {
+                throw TorchError("distributed.backend nccl: this build speaks Gloo only; use gloo or auto")
+            }
+            group = try ProcessGroup(host: environment.masterAddress, port: environment.masterPort, rank: environment.rank,
+                                     worldSize: environment.worldSize, timeout: run.config.distributed.timeout)
+            localRank = environment.localRank
+        }
+        // Rank 0 creates the registry (SQLite's switch to WAL needs it alone); the others open it after.
+        if let group, group.rank != 0 { try group.barrier() }
+        let runs = try RunRegistry(url: registry.url)
+        if let group, group.rank == 0 { try group.barrier() }
+        let trainer = try Trainer(run: run, registry: runs, group: group, localRank: localRank)
         let summary = try trainer.run(resume: resume)
+        guard trainer.group?.rank ?? 0 == 0 else { return }
         print("run \(summary.runID) \(summary.status) after \(summary.steps) steps; final loss " +
               (summary.finalLoss.map { String(format: "%.5f", $0) } ?? "n/a") +
               "; checkpoints in \(trainer.runDirectory.appendingPathComponent("checkpoints").path)" +
               (summary.model.map { "; model in \($0.path)" } ?? ""))
     }
+
+    /// Starts this machine's workers: the same command without the launch options, told their
+    /// ranks through torchrun's variables.
+    func launch() throws {
+        let port = try masterPort ?? ProcessInfo.processInfo.environment["MASTER_PORT"].flatMap(Int.init)
+            ?? (nnodes == 1 ? freePort() : DistributedEnvironment.defaultPort)
+        var arguments = ["train", config, "--registry", registry.registry]
+        if resume { arguments.append("--resume") }
+        if let count = threads.threads { arguments += ["--threads", "\(count)"] }
+        let launcher = DistributedLauncher(processesPerNode: nproc, nodes: nnodes, nodeRank: nodeRank,
+                                           masterAddress: masterAddr, masterPort: port)
+        try launcher.run(executable: URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(), arguments: arguments)
+    }
+}
+
+/// A TCP port nobody listens on now, the kernel's choice.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TorchError("cannot open a socket to find a free port: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw TorchError("cannot find a free port: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

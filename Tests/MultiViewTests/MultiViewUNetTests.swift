@@ -92,3 +92,25 @@ final class MultiViewUNetTests: XCTestCase {
                                        layout: cameras))
     }
 }
+
+extension MultiViewUNetTests {
+    /// A batch of panoramas is each panorama alone: CAA attends within a panorama's views only.
+    func testPanoramasOfABatchDoNotMix() throws {
+        let model = try MultiViewUNet(unet: try tinyUNet(), latentSize: latent)
+        try withNoGrad {
+            for p in model.trainableParameters where p.dtype.isFloatingPoint && p.rank >= 1 {
+                try p.add_(Tensor.randn(p.shape, generator: Generator(seed: UInt64(p.count))) * 0.05)
+            }
+        }
+        let (x, t, context, cameras) = try inputs(batch: 2)
+        let joint = try withNoGrad { try model(x, timestep: t, encoderHiddenStates: context, layout: cameras) }
+        for b in 0..<2 {
+            let alone = try withNoGrad {
+                try model(x.narrow(dim: 0, start: b * views, length: views), timestep: t.narrow(dim: 0, start: b, length: 1),
+                          encoderHiddenStates: context.narrow(dim: 0, start: b * views, length: views), layout: cameras)
+            }
+            XCTAssertLessThan(try TestSupport.maxAbsDifference(joint.narrow(dim: 0, start: b * views, length: views), alone), 1e-5,
+                              "panorama \(b)")
+        }
+    }
+}

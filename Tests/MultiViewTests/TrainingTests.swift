@@ -9,15 +9,23 @@ import XCTest
 
 /// Config-driven training on synthetic rooms with the tiny SD model: a run killed with SIGKILL and
 /// resumed gives bitwise the same per-step losses and weights as an uninterrupted one.
+/// A temporary folder with `rooms` synthetic rooms (64² faces) in `rooms/` and the config `yaml(model)`
+/// (given the tiny SD's path) as `<name>.yaml`; removed when `test` ends.
+func trainingWorkspace(_ test: XCTestCase, rooms: Int, name: String, yaml: (String) -> String) throws -> (folder: URL, config: URL) {
+    let folder = try TestSupport.temporaryDirectory()
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+    let model = try TestSupport.tinyStableDiffusion()
+    _ = try SyntheticRooms.generate(into: folder.appendingPathComponent("rooms"), options: .init(count: rooms, seed: 3, faceSize: 64))
+    let config = folder.appendingPathComponent("\(name).yaml")
+    try yaml(model.path).write(to: config, atomically: true, encoding: .utf8)
+    return (folder, config)
+}
+
 final class TrainingTests: XCTestCase {
     func makeWorkspace() throws -> (folder: URL, config: URL) {
-        let folder = try TestSupport.temporaryDirectory()
-        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
-        let model = try TestSupport.tinyStableDiffusion()
-        _ = try SyntheticRooms.generate(into: folder.appendingPathComponent("rooms"), options: .init(count: 8, seed: 3, faceSize: 64))
-        let yaml = """
+        try trainingWorkspace(self, rooms: 8, name: "resume-test") { model in """
             name: resume-test
-            model: {base: \(model.path)}
+            model: {base: \(model)}
             dataset: {kind: synthrooms, root: rooms, resolution: 64, views: 8}
             caa: {pe_max_frequency: 16}
             optimizer: {lr: 1.0e-3}
@@ -25,9 +33,7 @@ final class TrainingTests: XCTestCase {
             training: {epochs: 2, batch_size: 1, checkpoint_every: 4, log_every: 1, seed: 11, device: cpu}
             output_dir: run
             """
-        let config = folder.appendingPathComponent("resume-test.yaml")
-        try yaml.write(to: config, atomically: true, encoding: .utf8)
-        return (folder, config)
+        }
     }
 
     /// Per-step losses of the run in `registry` (empty before it has started).

@@ -32,7 +32,7 @@ final class AutoencoderTask: TrainingTask {
     func loss(images x: Tensor) throws -> (total: Tensor, reconstruction: Tensor, kl: Tensor) {
         let n = Double(try x.size(0))
         let posterior = try vae.encode(x)
-        let reconstruction = try vae.decode(posterior.sample(generator: context.generator))
+        let reconstruction = try vae.decode(context.sample(posterior, rowsPerItem: context.views))
         let l1 = try (x.to(dtype: .float64) - reconstruction.to(dtype: .float64)).abs().sum() / n
         // KL(N(μ, σ²) ‖ N(0, 1)) = ½ Σ (μ² + σ² − 1 − log σ²)
         let mean = try posterior.mean.to(dtype: .float64), logvar = try posterior.logvar.to(dtype: .float64)

@@ -54,10 +54,9 @@ final class CAATask: TrainingTask {
             throw TorchError("a batch of \(context.config.name) mixes view layouts that differ by more than a yaw offset")
         }
         let device = context.device
-        let timesteps = try Tensor.randint(0, noise.schedule.trainTimesteps, [layouts.count], generator: context.generator)
+        let timesteps = try context.randint(0, noise.schedule.trainTimesteps, layouts.count)
         let perView = try timesteps.repeatInterleaveViews(layout.count)
-        let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: context.generator)
-            .to(dtype: latents.dtype, device: device)
+        let eps = try context.randn(latents.shape, rowsPerItem: layout.count).to(dtype: latents.dtype, device: device)
         let noisy = try noise.addNoise(latents, noise: eps, timesteps: perView)
         let prediction = try context.autocast {
             try model(noisy, timestep: perView.to(device: device), encoderHiddenStates: embeddings, layout: layout)

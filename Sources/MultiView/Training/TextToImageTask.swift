@@ -55,16 +55,16 @@ final class TextToImageTask: TrainingTask {
     /// The loss given latents `[N, C, h, w]` (scaled) and their captions' token ids `[N, 77]`.
     func loss(latents: Tensor, tokenIds: Tensor) throws -> Tensor {
         let n = try latents.size(0)
-        let generator = context.generator, device = context.device
-        let keep = try Tensor.rand([n], dtype: .float64, generator: generator).toArray(Double.self)
+        let device = context.device, views = context.views
+        let keep = try context.rand(n, rowsPerItem: views).toArray(Double.self)
             .map { $0 >= context.config.textToImage.captionDropout }
         var rows = try tokenIds.to(dtype: .int64, device: .cpu).contiguous().toArray(Int64.self)
         let length = rows.count / n
         for i in 0..<n where !keep[i] { rows.replaceSubrange(i * length..<(i + 1) * length, with: emptyPrompt) }
         let ids = try Tensor(rows, shape: [n, length]).to(device: device)
 
-        let timesteps = try Tensor.randint(0, noise.schedule.trainTimesteps, [n], generator: generator)
-        let eps = try Tensor.randn(latents.shape, dtype: .float32, generator: generator).to(dtype: latents.dtype, device: device)
+        let timesteps = try context.randint(0, noise.schedule.trainTimesteps, n, rowsPerItem: views)
+        let eps = try context.randn(latents.shape, rowsPerItem: views).to(dtype: latents.dtype, device: device)
         let noisy = try noise.addNoise(latents, noise: eps, timesteps: timesteps)
         let prediction = try context.autocast {
             try unet(noisy, timestep: timesteps.to(device: device), encoderHiddenStates: textEncoder(ids))

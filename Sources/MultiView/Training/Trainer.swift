@@ -40,13 +40,26 @@ public final class Trainer {
     public var onStep: ((TrainingState, Double) -> Void)?
     /// Stops after this many optimiser steps in this process (tests use it to stop mid-run).
     public var stopAfterSteps: Int?
+    /// The processes training this run together (docs/distributed.md); nil in a single process.
+    public let group: ProcessGroup?
+    let shard: BatchShard
+    /// Rank 0 (or the only process) writes the registry, checkpoints, the model and progress.
+    var isLeader: Bool { shard.rank == 0 }
 
-    public init(run: Run, registry: RunRegistry) throws {
+    /// `group`: the data-parallel process group this process is rank `group.rank` of, with
+    /// `localRank` its index on this machine (its CUDA device when it trains on CUDA).
+    public init(run: Run, registry: RunRegistry, group: ProcessGroup? = nil, localRank: Int = 0) throws {
         self.run = run
         let config = run.config
         self.registry = registry
+        self.group = group
+        shard = group.map { BatchShard(rank: $0.rank, worldSize: $0.worldSize) } ?? .whole
         store = run.checkpoints
-        device = try config.training.device.available()
+        if group != nil, case .cuda = try config.training.device.available() {
+            device = try DeviceChoice.device(.cuda(localRank)).available()
+        } else {
+            device = try config.training.device.available()
+        }
         Runtime.seed(UInt64(config.training.seed))
         generator = try Generator(seed: UInt64(config.training.seed), device: .cpu)
 
@@ -69,7 +82,12 @@ public final class Trainer {
             cache = nil
         }
 
-        let context = TrainingContext(run: run, device: device, generator: generator, loader: loader, cache: cache)
+        if shard.worldSize > 1, config.task == .clip {
+            throw TorchError("task clip cannot train data-parallel yet: its contrastive loss needs every rank's embeddings " +
+                             "(an all-gather with gradients); train it in one process")
+        }
+        var context = TrainingContext(run: run, device: device, generator: generator, loader: loader, cache: cache)
+        context.shard = shard
         switch config.task {
         case .caa: task = try CAATask(context)
         case .autoencoder: task = try AutoencoderTask(context)
@@ -81,7 +99,7 @@ public final class Trainer {
         ema = try config.training.emaDecay.map { try ExponentialMovingAverage(trainable, decay: $0) }
         let s = config.schedule
         let horizon = s.interval == .epoch ? config.training.epochs
-            : max(1, Self.totalSteps(config, perEpoch: loader.countPerEpoch))
+            : max(1, Self.totalSteps(config, perEpoch: shard.count(of: loader.countPerEpoch)))
         switch s.kind {
         case .constant: schedule = try LRScheduler(optimizer, .constant)
         case .warmupCosine:
@@ -100,8 +118,10 @@ public final class Trainer {
         }
     }
 
-    /// Optimiser steps of the whole run.
-    public var totalSteps: Int { Self.totalSteps(config, perEpoch: loader.countPerEpoch) }
+    /// Optimiser steps of the whole run (each process counts its shard of every epoch).
+    public var totalSteps: Int {
+        Self.totalSteps(config, perEpoch: shard.count(of: loader.countPerEpoch))
+    }
 
     static func totalSteps(_ config: RunConfig, perEpoch panoramas: Int) -> Int {
         let all = panoramas / (config.training.batchSize * config.training.gradientAccumulation) * config.training.epochs
@@ -121,27 +141,39 @@ public final class Trainer {
     @discardableResult
     public func run(resume: Bool = false) throws -> Summary {
         // One process per run folder, for the whole run; the kernel drops the lock if this one dies.
-        let lock = try FolderLock(runDirectory)
+        // With several processes rank 0 holds it and alone writes the folder and the registry.
+        let lock = isLeader ? try FolderLock(runDirectory) : nil
         defer { withExtendedLifetime(lock) {} }
-        try registry.markInterruptedRuns()
-        if !resume { try refuseOccupiedFolder() }
+        if isLeader {
+            try registry.markInterruptedRuns()
+            if !resume { try refuseOccupiedFolder() }
+        }
         var state = TrainingState(step: 0, epoch: 0, positionInEpoch: 0, schedulerSteps: 0)
-        let runID: Int64
+        var runID: Int64 = 0
         if resume, let checkpoint = try store.latest() {
+            // Every rank restores the same checkpoint: weights, optimiser, schedule, random state.
             state = try restore(checkpoint)
-            guard let previous = try run.record ?? registry.latestRun(named: config.name) else {
-                throw TorchError("no run named \(config.name) in \(registry.url.path) to resume")
+            if isLeader {
+                guard let previous = try run.record ?? registry.latestRun(named: config.name) else {
+                    throw TorchError("no run named \(config.name) in \(registry.url.path) to resume")
+                }
+                runID = previous.id
+                try registry.reopenRun(runID)
+                FileHandle.standardError.write(Data("resuming \(config.name) from step \(state.step) (\(checkpoint.folder.path))\n".utf8))
             }
-            runID = previous.id
-            try registry.reopenRun(runID)
-            FileHandle.standardError.write(Data("resuming \(config.name) from step \(state.step) (\(checkpoint.folder.path))\n".utf8))
-        } else {
+        } else if isLeader {
             runID = try registry.startRun(name: config.name, configJSON: config.json(), outputDir: runDirectory.path)
         }
-        try run.writeDescription()
+        if isLeader { try run.writeDescription() }
+        if let group {
+            // Every rank starts from rank 0's weights (and their average), as DDP does.
+            for parameter in optimizer.paramGroups.flatMap(\.parameters) { try group.broadcast(parameter) }
+            for shadow in ema?.shadow ?? [] { try group.broadcast(shadow) }
+        }
 
         let total = totalSteps
-        let progress = ProgressReporter(title: "train \(config.name)", total: total)
+        let progress = ProgressReporter(title: "train \(config.name)\(group.map { " (\($0.worldSize) processes)" } ?? "")",
+                                        total: total, silent: !isLeader)
         let batch = config.training.batchSize, accumulation = config.training.gradientAccumulation
         let trainable = optimizer.paramGroups.flatMap(\.parameters)
         var stepsThisProcess = 0
@@ -149,7 +181,7 @@ public final class Trainer {
         let started = Date()
         do {
             epochs: while state.epoch < config.training.epochs {
-                let order = loader.indices(epoch: state.epoch)
+                let order = shard.indices(of: loader.indices(epoch: state.epoch))
                 let usable = order.count / (batch * accumulation) * (batch * accumulation)
                 while state.positionInEpoch < usable {
                     if state.step >= total { break epochs }
@@ -161,8 +193,14 @@ public final class Trainer {
                         stepLoss += try loss.item()
                         state.positionInEpoch += batch
                     }
+                    if let group {
+                        try allReduceGradients(trainable, group: group)
+                        let reduced = try Tensor([stepLoss])
+                        try group.allReduceMean(reduced)
+                        stepLoss = try reduced.item()
+                    }
                     guard stepLoss.isFinite else {
-                        try registry.finishRun(runID, status: "failed")
+                        if isLeader { try registry.finishRun(runID, status: "failed") }
                         throw TorchError("loss is \(stepLoss) at step \(state.step + 1) of \(config.name); stopped, the last good " +
                                          "checkpoint is kept in \(store.directory.path)")
                     }
@@ -177,16 +215,16 @@ public final class Trainer {
                     lastLoss = stepLoss
                     stepsThisProcess += 1
                     let rate = Double(stepsThisProcess) / max(Date().timeIntervalSince(started), 1e-9)
-                    if state.step % config.training.logEvery == 0 || state.step == total {
+                    if isLeader, state.step % config.training.logEvery == 0 || state.step == total {
                         try registry.log(.init(runId: runID, step: state.step, loss: stepLoss,
                                                lr: optimizer.paramGroups[0].lr, stepsPerSecond: rate))
                     }
                     progress.update(state.step, status: String(format: "loss %.4f  lr %.2e", stepLoss, optimizer.paramGroups[0].lr))
                     onStep?(state, stepLoss)
-                    if state.step % config.training.checkpointEvery == 0 { try checkpoint(state, runID: runID) }
+                    if isLeader, state.step % config.training.checkpointEvery == 0 { try checkpoint(state, runID: runID) }
                     if let stop = stopAfterSteps, stepsThisProcess >= stop {
                         progress.finish()
-                        try registry.finishRun(runID, status: "interrupted")
+                        if isLeader { try registry.finishRun(runID, status: "interrupted") }
                         return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "interrupted", model: nil)
                     }
                 }
@@ -195,16 +233,51 @@ public final class Trainer {
                 if config.schedule.interval == .epoch { schedule.step() }
                 state.schedulerSteps = schedule.lastEpoch
             }
-            try checkpoint(state, runID: runID)
             progress.finish()
+            guard isLeader else { return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "finished", model: nil) }
+            try checkpoint(state, runID: runID)
             try ema?.copyToParameters()
             let model = try task.writeModel(to: run.modelDirectory)
             try registry.finishRun(runID, status: "finished")
             return Summary(runID: runID, steps: state.step, finalLoss: lastLoss, status: "finished", model: model)
         } catch {
-            if (try? registry.run(runID))??.status == "running" { try? registry.finishRun(runID, status: "failed") }
+            if isLeader, (try? registry.run(runID))??.status == "running" { try? registry.finishRun(runID, status: "failed") }
             throw error
         }
+    }
+
+    /// Averages the gradients of `parameters` over the ranks, in buckets of about
+    /// `distributed.bucket_mb` MiB flattened into one tensor each (fewer, larger messages, as DDP
+    /// buckets them). A parameter without a gradient takes part with zeros, so every rank sends the
+    /// same layout.
+    func allReduceGradients(_ parameters: [Parameter], group: ProcessGroup) throws {
+        let capacity = max(1, Int(config.distributed.bucketMB * 1_048_576))
+        var bucket: [Parameter] = [], bytes = 0
+        func flush() throws {
+            guard !bucket.isEmpty else { return }
+            let grads = try bucket.map { p -> Tensor in
+                if let grad = p.grad { return grad }
+                let zeros = try p.zerosLike()
+                try p.setGrad(zeros)
+                return zeros
+            }
+            let flat = try Tensor.cat(grads.map { try $0.reshape([-1]) })
+            try group.allReduceMean(flat)
+            var offset = 0
+            for grad in grads {
+                let count = grad.count
+                try grad.copy_(from: flat.narrow(dim: 0, start: offset, length: count).reshape(grad.shape))
+                offset += count
+            }
+            bucket = []
+            bytes = 0
+        }
+        for parameter in parameters {
+            bucket.append(parameter)
+            bytes += parameter.count * parameter.dtype.byteSize
+            if bytes >= capacity { try flush() }
+        }
+        try flush()
     }
 
     /// A fresh run must not write over another run's checkpoints: the folder may hold nothing of a
