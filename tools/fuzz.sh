@@ -55,7 +55,9 @@ import sys, h5py, numpy as np
 x = np.random.default_rng(0).standard_normal((40, 4))
 with h5py.File(sys.argv[1], "w") as f:
     f["mu"], f["sigma"] = x.mean(0), np.cov(x, rowvar=False)
-    f.attrs["count"], f.attrs["feature_extractor"], f.attrs["resize"] = "40", "fuzz", "tf1"
+    # Fixed-length strings, as Backdrop writes them (variable-length ones are refused in statistics).
+    for key, value in (("count", b"40"), ("feature_extractor", b"fuzz"), ("resize", b"tf1")):
+        f.attrs.create(key, np.bytes_(value))
 PY
 
 status=0

@@ -232,8 +232,8 @@ int ch5_set_string_attribute(ch5_id file, const char *key, const char *value, ch
   return status < 0 ? fail(error, error_size, "cannot write attribute") : 0;
 }
 
-int64_t ch5_get_string_attribute(ch5_id file, const char *key, char *buffer, size_t buffer_size, char *error,
-                                 size_t error_size) {
+int64_t ch5_get_string_attribute(ch5_id file, const char *key, int allow_variable, char *buffer, size_t buffer_size,
+                                 char *error, size_t error_size) {
   quiet();
   if (H5Aexists(file, key) <= 0) return -2;
   hid_t attribute = H5Aopen(file, key, H5P_DEFAULT);
@@ -244,7 +244,11 @@ int64_t ch5_get_string_attribute(ch5_id file, const char *key, char *buffer, siz
     return fail(error, error_size, "attribute is not a string");
   }
   int64_t result;
-  if (H5Tis_variable_str(stored) > 0) {
+  if (H5Tis_variable_str(stored) > 0 && !allow_variable) {
+    // Variable-length strings live in the file's global heap, where a corrupt heap sends
+    // libhdf5 1.10 into an endless loop (found by make fuzz; docs/security.md#known-findings).
+    result = fail(error, error_size, "a variable-length string (Backdrop writes fixed-length ones; this file was made elsewhere)");
+  } else if (H5Tis_variable_str(stored) > 0) {
     char *value = NULL;
     hid_t memory = H5Tcopy(H5T_C_S1);
     H5Tset_size(memory, H5T_VARIABLE);

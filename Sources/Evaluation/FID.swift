@@ -98,13 +98,14 @@ extension FeatureStatistics {
     /// Reads cached statistics; refuses a file made with other weights or another input path.
     public static func load(_ url: URL, expecting provenance: Provenance) throws -> FeatureStatistics {
         let file = try HDF5File(url: url)
-        let stored = (extractor: try file.attribute("feature_extractor"), resize: try file.attribute("resize"))
+        let stored = (extractor: try file.attribute("feature_extractor", variableLength: false),
+                      resize: try file.attribute("resize", variableLength: false))
         guard stored.extractor == provenance.featureExtractor, stored.resize == provenance.resize.rawValue else {
             throw TorchError("\(url.path): statistics were computed with Inception \(stored.extractor ?? "?") and resize " +
                              "\(stored.resize ?? "?"), not \(provenance.featureExtractor) and \(provenance.resize.rawValue); " +
                              "delete the file to recompute")
         }
-        guard let count = try file.attribute("count").flatMap({ Int($0) }) else {
+        guard let count = try file.attribute("count", variableLength: false).flatMap({ Int($0) }) else {
             throw TorchError("\(url.path): attribute 'count' is missing or not a number")
         }
         let statistics = try FeatureStatistics(mean: file.read("mu"), covariance: file.read("sigma"), count: count)

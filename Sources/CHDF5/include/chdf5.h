@@ -35,8 +35,8 @@ int64_t ch5_list_datasets(ch5_id file, char *buffer, size_t buffer_size, char *e
 // Attributes on the root group.
 int ch5_set_string_attribute(ch5_id file, const char *key, const char *value, char *error, size_t error_size);
 // Returns the length, or -2 when the attribute does not exist; copies at most buffer_size-1 bytes.
-int64_t ch5_get_string_attribute(ch5_id file, const char *key, char *buffer, size_t buffer_size, char *error,
-                                 size_t error_size);
+int64_t ch5_get_string_attribute(ch5_id file, const char *key, int allow_variable, char *buffer, size_t buffer_size,
+                                 char *error, size_t error_size);
 
 #ifdef __cplusplus
 }
