@@ -69,7 +69,7 @@ struct TrainCommand: ParsableCommand {
     /// ranks through torchrun's variables.
     func launch() throws {
         let port = try masterPort ?? ProcessInfo.processInfo.environment["MASTER_PORT"].flatMap(Int.init)
-            ?? (nnodes == 1 ? freePort() : DistributedEnvironment.defaultPort)
+            ?? (nnodes == 1 ? ProcessGroup.freePort() : DistributedEnvironment.defaultPort)
         var arguments = ["train", config, "--registry", registry.registry]
         if resume { arguments.append("--resume") }
         if let count = threads.threads { arguments += ["--threads", "\(count)"] }
@@ -77,20 +77,4 @@ struct TrainCommand: ParsableCommand {
                                            masterAddress: masterAddr, masterPort: port)
         try launcher.run(executable: URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(), arguments: arguments)
     }
-}
-
-/// A TCP port nobody listens on now, the kernel's choice.
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TorchError("cannot open a socket to find a free port: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TorchError("cannot find a free port: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -11,7 +11,8 @@ import XCTest
 /// train what one process with batch B trains, to float32 summation tolerance.
 final class DistributedTrainingTests: XCTestCase {
     /// Rooms, and a CAA config whose per-process batch is `batch`.
-    func workspace(batch: Int, output: String) throws -> (folder: URL, config: URL) {
+    func workspace(batch: Int, output: String = "run", epochs: Int = 1, checkpointEvery: Int = 100, timeout: Int = 60)
+        throws -> (folder: URL, config: URL) {
         // 12 rooms: 10 to train on, an even count, so both launches see the same steps per epoch.
         try trainingWorkspace(self, rooms: 12, name: "ddp") { model in """
             name: ddp-test
@@ -20,8 +21,9 @@ final class DistributedTrainingTests: XCTestCase {
             caa: {pe_max_frequency: 16}
             optimizer: {lr: 1.0e-3, weight_decay: 0}
             schedule: {kind: cosine, interval: step, eta_min: 1.0e-5}
-            training: {epochs: 1, batch_size: \(batch), checkpoint_every: 100, log_every: 1, seed: 11, device: cpu, max_grad_norm: 1.0}
-            distributed: {timeout: 60, bucket_mb: 0.05}
+            training: {epochs: \(epochs), batch_size: \(batch), checkpoint_every: \(checkpointEvery), log_every: 1, seed: 11, device: cpu,
+                       max_grad_norm: 1.0}
+            distributed: {timeout: \(timeout), bucket_mb: 0.05}
             output_dir: \(output)
             """
         }
@@ -66,5 +68,81 @@ final class DistributedTrainingTests: XCTestCase {
         // of up to lr (1e-3) either way, so the weights agree to a fraction of one step.
         XCTAssertLessThan(largest, 1e-4)
         print("2 × batch 1 vs 1 × batch 2: \(a.count) steps, largest relative loss difference \(worst), largest weight difference \(largest)")
+    }
+
+    func assertLossesAgree(_ a: [Int: Double], _ b: [Int: Double], relative: Double, line: UInt = #line) {
+        XCTAssertEqual(Set(a.keys), Set(b.keys), "the same steps", line: line)
+        for step in a.keys.sorted() {
+            XCTAssertEqual(a[step]!, b[step] ?? .nan, accuracy: relative * abs(a[step]!), "step \(step)", line: line)
+        }
+    }
+
+    /// Two "machines" on loopback (two launches with --nnodes 2) are the single launch with --nproc 2.
+    func testTwoNodesOnLoopbackEqualOneNodeWithTwoProcesses() throws {
+        let (pair, pairConfig) = try workspace(batch: 1)
+        let one = try TestSupport.runBackdrop(["train", pairConfig.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"],
+                                              in: pair)
+        XCTAssertEqual(one.status, 0, one.output)
+
+        let (nodes, nodesConfig) = try workspace(batch: 1)
+        let port = String(try ProcessGroup.freePort())
+        let launches = try (0..<2).map { rank -> Process in
+            let process = Process()
+            process.executableURL = try TestSupport.backdropExecutable()
+            process.arguments = ["train", nodesConfig.path, "--registry", "runs.sqlite", "--threads", "1", "--nnodes", "2",
+                                 "--node-rank", "\(rank)", "--master-addr", "127.0.0.1", "--master-port", port]
+            process.currentDirectoryURL = nodes
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        for launch in launches {
+            launch.waitUntilExit()
+            XCTAssertEqual(launch.terminationStatus, 0)
+        }
+        let (a, b) = (try losses(pair), try losses(nodes))
+        XCTAssertEqual(a, b, "the same processes doing the same work")
+    }
+
+    /// kill -9 of one worker stops the run with an error naming it (no hang); a resume in one
+    /// process with the same global batch finishes it, as one process would have trained.
+    func testAKilledWorkerStopsTheRunAndResumeFinishesIt() throws {
+        let (folder, config) = try workspace(batch: 1, epochs: 2, checkpointEvery: 3, timeout: 20)
+        let launcher = Process()
+        launcher.executableURL = try TestSupport.backdropExecutable()
+        launcher.arguments = ["train", config.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"]
+        launcher.currentDirectoryURL = folder
+        let pipe = Pipe()
+        launcher.standardOutput = pipe
+        launcher.standardError = pipe
+        try launcher.run()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, (try? losses(folder))?.keys.contains(4) != true { Thread.sleep(forTimeInterval: 0.05) }
+        let children = try String(contentsOfFile: "/proc/\(launcher.processIdentifier)/task/\(launcher.processIdentifier)/children",
+                                  encoding: .utf8).split(separator: " ").compactMap { Int32($0) }
+        XCTAssertEqual(children.count, 2)
+        let killed = Date()
+        kill(try XCTUnwrap(children.last), SIGKILL)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        launcher.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 30, "stopped within the timeout")
+        XCTAssertEqual(launcher.terminationStatus, 1, output)
+        XCTAssertTrue(output.contains("rank 1 of 2 was killed by signal 9"), output)
+        XCTAssertLessThan(try losses(folder).count, 10, "killed before the end")
+
+        // Resumed in one process with batch 2: the global batch of two panoramas is kept.
+        let resumedConfig = folder.appendingPathComponent("resume.yaml")
+        try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "batch_size: 1", with: "batch_size: 2")
+            .write(to: resumedConfig, atomically: true, encoding: .utf8)
+        let resumed = try TestSupport.runBackdrop(["train", resumedConfig.path, "--registry", "runs.sqlite", "--threads", "1", "--resume"],
+                                                  in: folder)
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resuming ddp-test from step 3"), resumed.output)
+
+        let (single, singleConfig) = try workspace(batch: 2, epochs: 2, checkpointEvery: 3)
+        let straight = try TestSupport.runBackdrop(["train", singleConfig.path, "--registry", "runs.sqlite", "--threads", "1"], in: single)
+        XCTAssertEqual(straight.status, 0, straight.output)
+        assertLossesAgree(try losses(single), try losses(folder), relative: 1e-6)
     }
 }

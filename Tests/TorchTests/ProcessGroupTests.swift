@@ -6,21 +6,8 @@ import XCTest
 /// c10d through the bridge: two ranks (threads here, processes in training) rendezvous over a
 /// TCPStore and run Gloo collectives; a missing peer is an error within the timeout.
 final class ProcessGroupTests: XCTestCase {
-    /// A port nobody listens on (the kernel's choice).
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     func testAllReduceBroadcastAndBarrierAcrossTwoRanks() throws {
-        let port = Self.freePort()
+        let port = try ProcessGroup.freePort()
         var results = [[Float]](repeating: [], count: 2)
         var errors = [Error?](repeating: nil, count: 2)
         let lock = NSLock()
@@ -47,7 +34,7 @@ final class ProcessGroupTests: XCTestCase {
     /// Rank 1 never comes: rank 0 stops with an error once the timeout passes, not a hang.
     func testAMissingPeerIsAnErrorWithinTheTimeout() throws {
         let start = Date()
-        XCTAssertThrowsError(try ProcessGroup(host: "127.0.0.1", port: Self.freePort(), rank: 0, worldSize: 2, timeout: 2)) {
+        XCTAssertThrowsError(try ProcessGroup(host: "127.0.0.1", port: try ProcessGroup.freePort(), rank: 0, worldSize: 2, timeout: 2)) {
             XCTAssertTrue("\($0)".contains("rank 0 of 2"), "\($0)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 20)

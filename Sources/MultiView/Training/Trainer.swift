@@ -181,17 +181,25 @@ public final class Trainer {
         let started = Date()
         do {
             epochs: while state.epoch < config.training.epochs {
+                // positionInEpoch counts panoramas of the whole (global) order, so that a checkpoint
+                // resumes with another world size when the global batch is kept.
+                let world = shard.worldSize
                 let order = shard.indices(of: loader.indices(epoch: state.epoch))
                 let usable = order.count / (batch * accumulation) * (batch * accumulation)
-                while state.positionInEpoch < usable {
+                guard state.positionInEpoch % world == 0 else {
+                    throw TorchError("the checkpoint stopped at panorama \(state.positionInEpoch) of epoch \(state.epoch + 1), " +
+                                     "which \(world) processes cannot share: resume with a world size dividing it")
+                }
+                while state.positionInEpoch / world < usable {
                     if state.step >= total { break epochs }
                     var stepLoss = 0.0
                     for _ in 0..<accumulation {
-                        let indices = Array(order[state.positionInEpoch..<(state.positionInEpoch + batch)])
+                        let local = state.positionInEpoch / world
+                        let indices = Array(order[local..<(local + batch)])
                         let loss = try task.loss(indices: indices, epoch: state.epoch) / Double(accumulation)
                         try loss.backward()
                         stepLoss += try loss.item()
-                        state.positionInEpoch += batch
+                        state.positionInEpoch += batch * world
                     }
                     if let group {
                         try allReduceGradients(trainable, group: group)
