@@ -105,7 +105,7 @@ let package = Package(
         // ZIPFoundation's inflate reads OpenAI's gzipped CLIP vocabulary.
         .target(name: "StableDiffusion", dependencies: ["Torch", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // Metrics only (FID, IS, CLIP score, consistency); evaluating a run is Workflows' job.
-        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion"]),
+        .target(name: "Evaluation", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "CHDF5"]),
         .target(
             name: "Experiments",
             dependencies: ["Torch", "Geometry", "Support", .product(name: "Yams", package: "Yams"),

@@ -1,3 +1,4 @@
+import CHDF5
 import Foundation
 import Torch
 
@@ -96,19 +97,28 @@ extension FeatureStatistics {
     }
 
     /// Reads cached statistics; refuses a file made with other weights or another input path.
-    public static func load(_ url: URL, expecting provenance: Provenance) throws -> FeatureStatistics {
-        let file = try HDF5File(url: url)
-        let stored = (extractor: try file.attribute("feature_extractor", variableLength: false),
-                      resize: try file.attribute("resize", variableLength: false))
-        guard stored.extractor == provenance.featureExtractor, stored.resize == provenance.resize.rawValue else {
-            throw TorchError("\(url.path): statistics were computed with Inception \(stored.extractor ?? "?") and resize " +
-                             "\(stored.resize ?? "?"), not \(provenance.featureExtractor) and \(provenance.resize.rawValue); " +
+    ///
+    /// A statistics file may come from anyone, and libhdf5 1.10 can hang or corrupt its heap on a
+    /// crafted one (docs/security.md#known-findings), so it is parsed in a forked child process that
+    /// gets `timeout` seconds; its crash or hang is an error naming the file.
+    public static func load(_ url: URL, expecting provenance: Provenance, timeout: Double = 120) throws -> FeatureStatistics {
+        var read = ch5_statistics()
+        var error = [CChar](repeating: 0, count: 512)
+        guard ch5_read_statistics_isolated(url.path, timeout, &read, &error, error.count) == 0 else {
+            throw TorchError("\(url.path): \(String(cString: error))")
+        }
+        defer { ch5_free_statistics(&read) }
+        let extractor = withUnsafeBytes(of: read.extractor) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let resize = withUnsafeBytes(of: read.resize) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard extractor == provenance.featureExtractor, resize == provenance.resize.rawValue else {
+            throw TorchError("\(url.path): statistics were computed with Inception \(extractor) and resize " +
+                             "\(resize), not \(provenance.featureExtractor) and \(provenance.resize.rawValue); " +
                              "delete the file to recompute")
         }
-        guard let count = try file.attribute("count", variableLength: false).flatMap({ Int($0) }) else {
-            throw TorchError("\(url.path): attribute 'count' is missing or not a number")
-        }
-        let statistics = try FeatureStatistics(mean: file.read("mu"), covariance: file.read("sigma"), count: count)
+        let d = Int(read.dim)
+        let mean = try Tensor(Array(UnsafeBufferPointer(start: read.mu, count: d)), shape: [d])
+        let covariance = try Tensor(Array(UnsafeBufferPointer(start: read.sigma, count: d * d)), shape: [d, d])
+        let statistics = try FeatureStatistics(mean: mean, covariance: covariance, count: Int(read.count))
         do {
             try statistics.validate()
         } catch let error as TorchError {

@@ -38,6 +38,18 @@ int ch5_set_string_attribute(ch5_id file, const char *key, const char *value, ch
 int64_t ch5_get_string_attribute(ch5_id file, const char *key, int allow_variable, char *buffer, size_t buffer_size,
                                  char *error, size_t error_size);
 
+// FID statistics (root attributes count, feature_extractor, resize as fixed-length strings; float64
+// datasets mu [D] and sigma [D, D]) read in a forked child, so that a file that crashes or hangs
+// libhdf5 becomes an error after at most `timeout_seconds`. Free with ch5_free_statistics.
+typedef struct {
+  int64_t count, dim;
+  double *mu, *sigma;
+  char extractor[256], resize[64];
+} ch5_statistics;
+int ch5_read_statistics_isolated(const char *path, double timeout_seconds, ch5_statistics *out, char *error,
+                                 size_t error_size);
+void ch5_free_statistics(ch5_statistics *s);
+
 #ifdef __cplusplus
 }
 #endif

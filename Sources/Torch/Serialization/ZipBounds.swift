@@ -34,9 +34,9 @@ enum ZipBounds {
         var directorySize = UInt64(tail.uint32(at: end + 12))
         var directoryOffset = UInt64(tail.uint32(at: end + 16))
         let endOffset = length - UInt64(tailLength) + UInt64(end)
-        if entries == 0xFFFF || directorySize == 0xFFFF_FFFF || directoryOffset == 0xFFFF_FFFF,
-           endOffset >= 20, try read(endOffset - 20, 4).uint32(at: 0) == 0x0706_4b50 {
-            // ZIP64: the locator before the record points at the 64-bit record.
+        if endOffset >= 20, try read(endOffset - 20, 4).uint32(at: 0) == 0x0706_4b50 {
+            // ZIP64: the locator before the record points at the 64-bit record. Readers take its
+            // values whenever it is there (ZIPFoundation does), saturated 32-bit fields or not.
             let record = try read(endOffset - 20, 20).uint64(at: 8)
             let zip64 = try read(record, 56)
             guard zip64.uint32(at: 0) == 0x0606_4b50 else { throw fail("the ZIP64 locator points at no ZIP64 record") }
