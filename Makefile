@@ -20,7 +20,7 @@ RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache fixtures parity-full fuzz clean
+.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache bench-ddp fixtures parity-full fuzz clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -302,6 +302,11 @@ bench-cache: setup
 	swift build $(RELEASE) --product backdrop
 	tools/bench_cache.sh .build/release/backdrop $(BENCH_THREADS) smoke
 	tools/bench_cache.sh .build/release/backdrop $(BENCH_THREADS) text_to_image
+
+# docs/distributed.md: 2 processes × 1 thread against 1 process × 2 threads (steps/s, all-reduce share).
+bench-ddp: setup
+	swift build $(RELEASE) --product backdrop
+	tools/bench_ddp.sh .build/release/backdrop
 
 # docs/security.md#fuzzing: every parser of untrusted input under libFuzzer with AddressSanitizer,
 # FUZZ_RUNS executions each from seeds of real inputs; prints executions, coverage and findings.

@@ -179,6 +179,16 @@ public final class Trainer {
         var stepsThisProcess = 0
         var lastLoss: Double?
         let started = Date()
+        var communicationSeconds = 0.0
+        defer {
+            // How much of a step the all-reduce takes, for `make bench-ddp` and whoever tunes bucket_mb.
+            if let group, isLeader, stepsThisProcess > 0 {
+                let step = Date().timeIntervalSince(started) / Double(stepsThisProcess)
+                let share = communicationSeconds / Double(stepsThisProcess)
+                FileHandle.standardError.write(Data(String(format: "%d processes: %.3f s per step, all-reduce %.1f ms per step (%.1f %%)\n",
+                                                           group.worldSize, step, share * 1000, 100 * share / step).utf8))
+            }
+        }
         do {
             epochs: while state.epoch < config.training.epochs {
                 // positionInEpoch counts panoramas of the whole (global) order, so that a checkpoint
@@ -202,6 +212,8 @@ public final class Trainer {
                         state.positionInEpoch += batch * world
                     }
                     if let group {
+                        let communicating = Date()
+                        defer { communicationSeconds += Date().timeIntervalSince(communicating) }
                         try allReduceGradients(trainable, group: group)
                         let reduced = try Tensor([stepLoss])
                         try group.allReduceMean(reduced)
