@@ -91,13 +91,21 @@ extension NpyArray {
     }
 
     private static func decodeBody(_ bytes: [UInt8], from offset: Int, header: NpyHeader, name: String) throws -> NpyArray {
-        let count = header.shape.reduce(1, *)
+        // Sizes from a header are checked before any arithmetic on them: a crafted one trapped on a
+        // negative string length (found by make fuzz) and could overflow the element count.
+        var count = 1
+        for dimension in header.shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard dimension >= 0, !overflow else { throw NpyError(file: name, "impossible shape \(header.shape)") }
+            count = product
+        }
         var descr = header.descr
         let order = descr.first.map { "<>|=".contains($0) } == true ? descr.removeFirst() : "="
         let bigEndian = order == ">"
         guard let kind = descr.first, let size = Int(descr.dropFirst()) else {
             throw NpyError(file: name, "unsupported dtype '\(header.descr)' (structured or object arrays cannot be read)")
         }
+        guard (1...(1 << 24)).contains(size) else { throw NpyError(file: name, "impossible element size in dtype '\(header.descr)'") }
         let elementBytes: Int
         switch kind {
         case "U": elementBytes = 4 * size
@@ -107,8 +115,8 @@ extension NpyArray {
                                  + "unicode array instead, e.g. np.save(path, np.array(rows, dtype=str))")
         default: throw NpyError(file: name, "unsupported dtype '\(header.descr)'")
         }
-        let needed = count * elementBytes
-        guard bytes.count - offset >= needed else {
+        let (needed, overflow) = count.multipliedReportingOverflow(by: elementBytes)
+        guard !overflow, bytes.count - offset >= needed else {
             throw NpyError(file: name, "truncated data: \(needed) bytes expected for shape \(header.shape) of "
                            + "\(header.descr), \(bytes.count - offset) present")
         }

@@ -25,6 +25,7 @@ enum ZipBounds {
         }
 
         // End of central directory: the last 22 bytes, or up to 65,535 bytes of comment before them.
+        guard length >= 22 else { throw fail("\(length) bytes cannot hold an end-of-central-directory record") }
         let tailLength = Int(min(length, 22 + 65_535))
         let tail = try read(length - UInt64(tailLength), tailLength)
         guard let end = (0...(tailLength - 22)).reversed().first(where: { tail.uint32(at: $0) == 0x0605_4b50 }) else {
