@@ -70,6 +70,17 @@ final class DistributedTrainingTests: XCTestCase {
         print("2 × batch 1 vs 1 × batch 2: \(a.count) steps, largest relative loss difference \(worst), largest weight difference \(largest)")
     }
 
+    /// A worker that hangs (SIGSTOP) makes its peer's all-reduce fail once distributed.timeout
+    /// passes; the launch then stops, naming the rank that gave up, instead of waiting for ever.
+    func testAHungWorkerStopsTheRunWithinTheTimeout() throws {
+        let (folder, config) = try workspace(batch: 1, epochs: 2, timeout: 8)
+        let (status, output, seconds) = try signalOneOfTwoWorkers(SIGSTOP, config, in: folder, atStep: 2)
+        XCTAssertLessThan(seconds, 60, "stopped within the timeout, not hung")
+        XCTAssertEqual(status, 1, output)
+        XCTAssertTrue(output.contains("rank 0 of 2 exited with status 1"), output)
+        XCTAssertTrue(output.contains("all-reduce"), output)
+    }
+
     /// The other tasks: their noise, timesteps, dropped captions and VAE samples are drawn for the
     /// global batch too, and their EMA stays one average.
     func testTheOtherTasksTrainAlikeInTwoProcesses() throws {
@@ -90,6 +101,30 @@ final class DistributedTrainingTests: XCTestCase {
             let worst = runs[0].keys.map { abs(runs[0][$0]! - (runs[1][$0] ?? .nan)) / abs(runs[0][$0]!) }.max() ?? .nan
             print("\(spec.prefix { $0 != "\n" }): 2 × batch 1 vs 1 × batch 2 over \(runs[0].count) steps: largest relative loss difference \(worst)")
         }
+    }
+
+    /// Starts `train --nproc 2`, sends `signal` to rank 1 once `step` is logged, and waits for the
+    /// launch to end: its status, output, and the seconds it took after the signal.
+    func signalOneOfTwoWorkers(_ signal: Int32, _ config: URL, in folder: URL, atStep step: Int) throws
+        -> (status: Int32, output: String, seconds: Double) {
+        let launcher = Process()
+        launcher.executableURL = try TestSupport.backdropExecutable()
+        launcher.arguments = ["train", config.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"]
+        launcher.currentDirectoryURL = folder
+        let pipe = Pipe()
+        launcher.standardOutput = pipe
+        launcher.standardError = pipe
+        try launcher.run()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, (try? losses(folder))?.keys.contains(step) != true { Thread.sleep(forTimeInterval: 0.05) }
+        let children = try String(contentsOfFile: "/proc/\(launcher.processIdentifier)/task/\(launcher.processIdentifier)/children",
+                                  encoding: .utf8).split(separator: " ").compactMap { Int32($0) }
+        XCTAssertEqual(children.count, 2)
+        let sent = Date()
+        kill(try XCTUnwrap(children.last), signal)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        launcher.waitUntilExit()
+        return (launcher.terminationStatus, output, Date().timeIntervalSince(sent))
     }
 
     func assertLossesAgree(_ a: [Int: Double], _ b: [Int: Double], relative: Double, line: UInt = #line) {
@@ -131,25 +166,9 @@ final class DistributedTrainingTests: XCTestCase {
     /// process with the same global batch finishes it, as one process would have trained.
     func testAKilledWorkerStopsTheRunAndResumeFinishesIt() throws {
         let (folder, config) = try workspace(batch: 1, epochs: 2, checkpointEvery: 3, timeout: 20)
-        let launcher = Process()
-        launcher.executableURL = try TestSupport.backdropExecutable()
-        launcher.arguments = ["train", config.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"]
-        launcher.currentDirectoryURL = folder
-        let pipe = Pipe()
-        launcher.standardOutput = pipe
-        launcher.standardError = pipe
-        try launcher.run()
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline, (try? losses(folder))?.keys.contains(4) != true { Thread.sleep(forTimeInterval: 0.05) }
-        let children = try String(contentsOfFile: "/proc/\(launcher.processIdentifier)/task/\(launcher.processIdentifier)/children",
-                                  encoding: .utf8).split(separator: " ").compactMap { Int32($0) }
-        XCTAssertEqual(children.count, 2)
-        let killed = Date()
-        kill(try XCTUnwrap(children.last), SIGKILL)
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        launcher.waitUntilExit()
-        XCTAssertLessThan(Date().timeIntervalSince(killed), 30, "stopped within the timeout")
-        XCTAssertEqual(launcher.terminationStatus, 1, output)
+        let (status, output, seconds) = try signalOneOfTwoWorkers(SIGKILL, config, in: folder, atStep: 4)
+        XCTAssertLessThan(seconds, 30, "stopped within the timeout")
+        XCTAssertEqual(status, 1, output)
         XCTAssertTrue(output.contains("rank 1 of 2 was killed by signal 9"), output)
         XCTAssertLessThan(try losses(folder).count, 10, "killed before the end")
 
