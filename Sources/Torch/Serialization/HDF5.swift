@@ -116,18 +116,15 @@ public final class HDF5File {
         try call(key) { ch5_set_string_attribute(id, key, value, $0, $1) }
     }
 
-    /// A root attribute's text, or nil when it does not exist. `variableLength: false` refuses the
-    /// variable-length strings other tools (h5py) write: reading them goes through the file's global
-    /// heap, which a crafted file can make libhdf5 loop on forever, so files from strangers that
-    /// Backdrop itself writes (FID statistics) are read with it off.
-    public func attribute(_ key: String, variableLength: Bool = true) throws -> String? {
+    /// A root attribute's text, or nil when it does not exist (fixed- or variable-length strings;
+    /// FID statistics from strangers go through `ch5_read_statistics_isolated` instead).
+    public func attribute(_ key: String) throws -> String? {
         var error = [CChar](repeating: 0, count: 512)
-        let allow: Int32 = variableLength ? 1 : 0
-        let length = ch5_get_string_attribute(id, key, allow, nil, 0, &error, error.count)
+        let length = ch5_get_string_attribute(id, key, 1, nil, 0, &error, error.count)
         if length == -2 { return nil }
         if length < 0 { throw TorchError("\(url.lastPathComponent): attribute '\(key)': \(String(cString: error))") }
         var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-        _ = ch5_get_string_attribute(id, key, allow, &buffer, buffer.count, &error, error.count)
+        _ = ch5_get_string_attribute(id, key, 1, &buffer, buffer.count, &error, error.count)
         return String(cString: buffer)
     }
 
