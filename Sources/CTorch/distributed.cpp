@@ -65,6 +65,15 @@ int bd_dist_broadcast(bd_process_group g, bd_tensor t, int root) {
   })
 }
 
+int bd_dist_all_gather(bd_process_group g, bd_tensor input, bd_tensor output) {
+  BD_STATUS({
+    // The output's rank slices are views of one tensor: Gloo copies each rank's part into them.
+    std::vector<std::vector<at::Tensor>> outputs{output->t.chunk(g->group->getSize(), 0)};
+    std::vector<at::Tensor> inputs{input->t.contiguous()};
+    wait(g, g->group->allgather(outputs, inputs), "all-gather");
+  })
+}
+
 int bd_dist_barrier(bd_process_group g) {
   BD_STATUS({ wait(g, g->group->barrier(c10d::BarrierOptions()), "barrier"); })
 }

@@ -40,6 +40,17 @@ public final class ProcessGroup: @unchecked Sendable {
         try checkStatus(bd_dist_broadcast(handle, tensor.handle, Int32(root)), "rank \(rank) of \(worldSize): broadcast of \(tensor.shape)")
     }
 
+    /// Every rank's `tensor` (the same shape on each), concatenated in rank order along dim 0:
+    /// `[worldSize · n, …]` on `tensor`'s device. Not differentiable: a caller that needs gradients
+    /// puts its own part back in (CLIP's contrastive loss does).
+    public func allGather(_ tensor: Tensor) throws -> Tensor {
+        let shape = tensor.shape
+        guard let rows = shape.first else { throw TorchError("rank \(rank) of \(worldSize): all-gather of a scalar") }
+        let output = try Tensor.empty([rows * worldSize] + shape.dropFirst(), dtype: tensor.dtype, device: tensor.device)
+        try checkStatus(bd_dist_all_gather(handle, tensor.handle, output.handle), "rank \(rank) of \(worldSize): all-gather of \(shape)")
+        return output
+    }
+
     /// Returns once every rank has called it.
     public func barrier() throws {
         try checkStatus(bd_dist_barrier(handle), "rank \(rank) of \(worldSize): barrier")

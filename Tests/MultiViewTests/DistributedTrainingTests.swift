@@ -12,14 +12,15 @@ import XCTest
 final class DistributedTrainingTests: XCTestCase {
     /// Rooms, and a CAA config whose per-process batch is `batch`.
     func workspace(batch: Int, output: String = "run", epochs: Int = 1, checkpointEvery: Int = 100, timeout: Int = 60,
-                   task: String = "caa\ncaa: {pe_max_frequency: 16}") throws -> (folder: URL, config: URL) {
+                   task: String = "caa\ncaa: {pe_max_frequency: 16}", base: URL? = nil,
+                   optimizer: String = "lr: 1.0e-3, weight_decay: 0") throws -> (folder: URL, config: URL) {
         // 12 rooms: 10 to train on, an even count, so both launches see the same steps per epoch.
         try trainingWorkspace(self, rooms: 12, name: "ddp") { model in """
             name: ddp-test
             task: \(task)
-            model: {base: \(model)}
+            model: {base: \(base?.path ?? model)}
             dataset: {kind: synthrooms, root: rooms, resolution: 64, views: 8}
-            optimizer: {lr: 1.0e-3, weight_decay: 0}
+            optimizer: {\(optimizer)}
             schedule: {kind: cosine, interval: step, eta_min: 1.0e-5}
             training: {epochs: \(epochs), batch_size: \(batch), checkpoint_every: \(checkpointEvery), log_every: 1, seed: 11, device: cpu,
                        max_grad_norm: 1.0}
@@ -90,14 +91,20 @@ final class DistributedTrainingTests: XCTestCase {
     }
 
     /// The other tasks: their noise, timesteps, dropped captions and VAE samples are drawn for the
-    /// global batch too, and their EMA stays one average.
+    /// global batch too, their EMA stays one average, and CLIP's contrastive loss is over the
+    /// gathered global batch.
     func testTheOtherTasksTrainAlikeInTwoProcesses() throws {
         // The autoencoder trains every weight of the VAE with Adam, which turns float32 summation-order
         // noise in near-zero gradients into lr-sized steps: its losses drift apart faster.
-        for (spec, tolerance) in [("text_to_image\ntext_to_image: {caption_dropout: 0.5, snr_gamma: 5}", 1e-6), ("autoencoder", 1e-4)] {
+        let clip = TestSupport.fixture("parity/clip_gelu/model")
+        // CLIP with plain SGD: Adam's per-weight normalisation would hide a gradient off by a constant
+        // factor, and the gathered loss's gradients are exactly what could be off by the world size.
+        let adam = "lr: 1.0e-3, weight_decay: 0", sgd = "name: sgd, lr: 2.0, weight_decay: 0"
+        for (spec, base, optimizer, tolerance) in [("text_to_image\ntext_to_image: {caption_dropout: 0.5, snr_gamma: 5}", nil, adam, 1e-6),
+                                                   ("autoencoder", nil, adam, 1e-4), ("clip", clip, sgd, 1e-5)] {
             var runs: [[Int: Double]] = []
             for (batch, processes) in [(2, 1), (1, 2)] {
-                let (folder, config) = try workspace(batch: batch, task: spec)
+                let (folder, config) = try workspace(batch: batch, task: spec, base: base, optimizer: optimizer)
                 var arguments = ["train", config.path, "--registry", "runs.sqlite", "--threads", "1"]
                 if processes > 1 { arguments += ["--nproc", "\(processes)"] }
                 let run = try TestSupport.runBackdrop(arguments, in: folder)

@@ -211,7 +211,7 @@ final class TrainingTaskTests: XCTestCase {
         XCTAssertLessThanOrEqual(r.captions, 8)
         XCTAssertTrue((0...1).contains(r.top1) && r.top1 <= r.top5, "\(r)")
         // Duplicate captions share their targets: each row is a distribution over the equal captions.
-        let targets = try CLIPTask.sameCaptionTargets(["a", "b", "a"]).toArray(Float.self)
+        let targets = try CLIPTask.sameCaptionTargets(task.tokenizer(["a room", "a kitchen", "a room"])).toArray(Float.self)
         XCTAssertEqual(targets, [0.5, 0, 0.5, 0, 1, 0, 0.5, 0, 0.5])
     }
 

@@ -261,6 +261,8 @@ void bd_dist_free(bd_process_group g);
 int bd_dist_all_reduce_sum(bd_process_group g, bd_tensor t);
 int bd_dist_broadcast(bd_process_group g, bd_tensor t, int root);
 int bd_dist_barrier(bd_process_group g);
+/// Every rank's `input` (same shape on all), stacked in rank order along dim 0 into `output` ([world * n, ...], contiguous).
+int bd_dist_all_gather(bd_process_group g, bd_tensor input, bd_tensor output);
 
 #ifdef __cplusplus
 }

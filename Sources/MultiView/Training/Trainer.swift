@@ -82,12 +82,9 @@ public final class Trainer {
             cache = nil
         }
 
-        if shard.worldSize > 1, config.task == .clip {
-            throw TorchError("task clip cannot train data-parallel yet: its contrastive loss needs every rank's embeddings " +
-                             "(an all-gather with gradients); train it in one process")
-        }
         var context = TrainingContext(run: run, device: device, generator: generator, loader: loader, cache: cache)
         context.shard = shard
+        context.group = group
         switch config.task {
         case .caa: task = try CAATask(context)
         case .autoencoder: task = try AutoencoderTask(context)

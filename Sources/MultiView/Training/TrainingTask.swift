@@ -31,6 +31,8 @@ struct TrainingContext {
     let cache: LatentCache?
     /// This process's share of each batch when several train together.
     var shard = BatchShard.whole
+    /// The processes training together, for a loss that needs the other ranks' batch (CLIP's).
+    var group: ProcessGroup?
     var config: RunConfig { run.config }
 
     // MARK: Random draws
