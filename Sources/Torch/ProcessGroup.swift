@@ -2,7 +2,8 @@ import CTorch
 import Foundation
 
 /// A group of processes that train one model together, over LibTorch's c10d: a TCPStore at
-/// `host:port` (served by rank 0) for the rendezvous, Gloo for the collectives (docs/distributed.md).
+/// `host:port` (served by rank 0) for the rendezvous, Gloo or NCCL for the collectives
+/// (docs/distributed.md).
 /// Every collective is in place and blocks until all ranks took part, or fails with an error
 /// naming it once `timeout` passes (a peer that died or hangs).
 public final class ProcessGroup: @unchecked Sendable {
@@ -11,12 +12,22 @@ public final class ProcessGroup: @unchecked Sendable {
     public let timeout: TimeInterval
     private let handle: bd_process_group
 
-    public init(host: String, port: Int, rank: Int, worldSize: Int, timeout: TimeInterval) throws {
+    /// c10d's backends: Gloo (CPU tensors, and CUDA tensors through host copies) and NCCL (CUDA).
+    public enum Backend: Sendable { case gloo, nccl }
+
+    /// Whether this build can make NCCL groups: it was built against a CUDA LibTorch with the CUDA
+    /// and NCCL headers found (Package.swift, docs/distributed.md#nccl).
+    public static var ncclAvailable: Bool { bd_dist_has_nccl() != 0 }
+
+    /// `cudaDevice`: this rank's GPU, for NCCL (its local rank).
+    public init(host: String, port: Int, rank: Int, worldSize: Int, timeout: TimeInterval,
+                backend: Backend = .gloo, cudaDevice: Int = 0) throws {
         guard worldSize >= 1, (0..<worldSize).contains(rank) else {
             throw TorchError("process group: rank \(rank) is not in a world of \(worldSize)")
         }
         guard (1...65535).contains(port) else { throw TorchError("process group: port \(port) is not in 1…65535") }
-        guard let handle = bd_dist_init(host, Int32(port), Int32(rank), Int32(worldSize), Int64(timeout * 1000)) else {
+        guard let handle = bd_dist_init(host, Int32(port), Int32(rank), Int32(worldSize), Int64(timeout * 1000),
+                                        Int32(backend == .nccl ? BD_DIST_NCCL : BD_DIST_GLOO), Int32(cudaDevice)) else {
             throw TorchError.fromBridge("rank \(rank) of \(worldSize) joining \(host):\(port)")
         }
         (self.rank, self.worldSize, self.timeout, self.handle) = (rank, worldSize, timeout, handle)

@@ -45,11 +45,7 @@ struct TrainCommand: ParsableCommand {
         var group: ProcessGroup?
         var localRank = 0
         if let environment = try DistributedEnvironment.current() {
-            guard run.config.distributed.backend != .nccl else {
-                throw TorchError("distributed.backend nccl: this build speaks Gloo only; use gloo or auto")
-            }
-            group = try ProcessGroup(host: environment.masterAddress, port: environment.masterPort, rank: environment.rank,
-                                     worldSize: environment.worldSize, timeout: run.config.distributed.timeout)
+            group = try environment.join(run.config.distributed, device: run.config.training.device)
             localRank = environment.localRank
         }
         // Rank 0 creates the registry (SQLite's switch to WAL needs it alone); the others open it after.

@@ -28,6 +28,25 @@ final class DistributedEnvironmentTests: XCTestCase {
         XCTAssertEqual(try DistributedEnvironment.current(["SLURM_NTASKS": "8", "SLURM_PROCID": "5", "WORLD_SIZE": "2", "RANK": "1"])?.rank, 1)
     }
 
+    /// `auto` picks NCCL only for CUDA in a build that has it; `nccl` elsewhere is a clear error.
+    func testBackendChoice() throws {
+        XCTAssertEqual(try DistributedEnvironment.backend(.auto, onCUDA: false, ncclAvailable: true), .gloo)
+        XCTAssertEqual(try DistributedEnvironment.backend(.auto, onCUDA: true, ncclAvailable: false), .gloo)
+        XCTAssertEqual(try DistributedEnvironment.backend(.auto, onCUDA: true, ncclAvailable: true), .nccl)
+        XCTAssertEqual(try DistributedEnvironment.backend(.gloo, onCUDA: true, ncclAvailable: true), .gloo)
+        XCTAssertEqual(try DistributedEnvironment.backend(.nccl, onCUDA: true, ncclAvailable: true), .nccl)
+        XCTAssertThrowsError(try DistributedEnvironment.backend(.nccl, onCUDA: false, ncclAvailable: true)) {
+            XCTAssertTrue("\($0)".contains("not CUDA"), "\($0)")
+        }
+        XCTAssertThrowsError(try DistributedEnvironment.backend(.nccl, onCUDA: true, ncclAvailable: false)) {
+            XCTAssertTrue("\($0)".contains("no NCCL"), "\($0)")
+        }
+        // A build without NCCL (every CPU build) says so when asked for an NCCL group, instead of crashing.
+        if ProcessGroup.ncclAvailable { return }
+        XCTAssertThrowsError(try ProcessGroup(host: "127.0.0.1", port: try ProcessGroup.freePort(), rank: 0, worldSize: 1, timeout: 5,
+                                              backend: .nccl)) { XCTAssertTrue("\($0)".contains("no NCCL"), "\($0)") }
+    }
+
     /// The shard deals items strided and pads like DistributedSampler; draws for the global batch
     /// come back as this rank's rows.
     func testBatchShard() throws {

@@ -256,7 +256,11 @@ int bd_jit_save(bd_module m, const char *path);
 
 // Distributed (distributed.cpp): rendezvous at host:port (rank 0 serves the store), then
 // in-place collectives; each returns 0, or -1 with the error set.
-bd_process_group bd_dist_init(const char *host, int port, int rank, int world, int64_t timeout_ms);
+enum { BD_DIST_GLOO = 0, BD_DIST_NCCL = 1 };
+/// 1 when this build can make NCCL groups (a CUDA LibTorch with NCCL's headers), else 0.
+int bd_dist_has_nccl(void);
+/// `device`: the CUDA device index of this rank (NCCL only).
+bd_process_group bd_dist_init(const char *host, int port, int rank, int world, int64_t timeout_ms, int backend, int device);
 void bd_dist_free(bd_process_group g);
 int bd_dist_all_reduce_sum(bd_process_group g, bd_tensor t);
 int bd_dist_broadcast(bd_process_group g, bd_tensor t, int root);

@@ -1,3 +1,4 @@
+import Experiments
 import Foundation
 import Torch
 
@@ -16,6 +17,30 @@ public struct DistributedEnvironment: Equatable, Sendable {
     public init(rank: Int, localRank: Int, worldSize: Int, masterAddress: String, masterPort: Int) {
         (self.rank, self.localRank, self.worldSize, self.masterAddress, self.masterPort) =
             (rank, localRank, worldSize, masterAddress, masterPort)
+    }
+
+    /// Joins the run's process group, over the backend `settings` name (docs/distributed.md#nccl):
+    /// this rank trains on `device` (CUDA: the GPU of its local rank).
+    public func join(_ settings: RunConfig.Distributed, device: DeviceChoice) throws -> ProcessGroup {
+        let onCUDA = if case .cuda = try device.available() { true } else { false }
+        let backend = try Self.backend(settings.backend, onCUDA: onCUDA, ncclAvailable: ProcessGroup.ncclAvailable)
+        return try ProcessGroup(host: masterAddress, port: masterPort, rank: rank, worldSize: worldSize, timeout: settings.timeout,
+                                backend: backend, cudaDevice: localRank)
+    }
+
+    /// `auto` is NCCL for a run on CUDA when this build has it, else Gloo; `nccl` needs both.
+    static func backend(_ choice: RunConfig.Distributed.Backend, onCUDA: Bool, ncclAvailable: Bool) throws -> ProcessGroup.Backend {
+        switch choice {
+        case .gloo: return .gloo
+        case .auto: return onCUDA && ncclAvailable ? .nccl : .gloo
+        case .nccl:
+            guard onCUDA else { throw TorchError("distributed.backend nccl: NCCL reduces CUDA tensors; training.device is not CUDA (use gloo or auto)") }
+            guard ncclAvailable else {
+                throw TorchError("distributed.backend nccl: this build of Backdrop has no NCCL; build it against a CUDA LibTorch with " +
+                                 "the CUDA and NCCL headers found (CUDA_HOME, NCCL_INCLUDE_DIR; docs/distributed.md#nccl), or use gloo or auto")
+            }
+            return .nccl
+        }
     }
 
     /// nil when the variables describe no more than one process.
