@@ -11,7 +11,10 @@ import PackageDescription
 // - its C++ ABI (`_GLIBCXX_USE_CXX11_ABI`), from its CMake config unless LIBTORCH_CXX11_ABI says;
 // - `libtorch_cuda` (whose static initialisers register the CUDA kernels) only where it can load: when
 //   LIBTORCH_CUDA=1, or by default when the NVIDIA driver is installed. A CPU machine can then load a
-//   CUDA wheel's LibTorch, which needs only the CUDA runtime and CUPTI libraries beside it.
+//   CUDA wheel's LibTorch, which needs only the CUDA runtime and CUPTI libraries beside it;
+// - c10d's NCCL backend when libtorch_cuda is linked and the CUDA and NCCL headers are found, under
+//   CUDA_HOME (default /usr/local/cuda) and NCCL_INCLUDE_DIR or NCCL_ROOT, as PyTorch's own build
+//   names them (docs/distributed.md#nccl).
 let environment = ProcessInfo.processInfo.environment
 let libtorch = environment["LIBTORCH"].flatMap { $0.isEmpty ? nil : $0 }
 let fileManager = FileManager.default
@@ -36,6 +39,15 @@ let cxx11ABI: String = environment["LIBTORCH_CXX11_ABI"] ?? {
     return text.contains("_GLIBCXX_USE_CXX11_ABI=0") ? "0" : "1"
 }()
 
+/// `-DBACKDROP_NCCL` and the include folders of the CUDA runtime's and NCCL's headers, or [] when one is missing.
+func ncclFlags() -> [String] {
+    let cudaHome = environment["CUDA_HOME"] ?? environment["CUDA_PATH"] ?? "/usr/local/cuda"
+    guard fileManager.fileExists(atPath: "\(cudaHome)/include/cuda_runtime_api.h") else { return [] }
+    let candidates = [environment["NCCL_INCLUDE_DIR"], environment["NCCL_ROOT"].map { "\($0)/include" }, "\(cudaHome)/include", "/usr/include"]
+    guard let nccl = candidates.compactMap({ $0 }).first(where: { fileManager.fileExists(atPath: "\($0)/nccl.h") }) else { return [] }
+    return ["-DBACKDROP_NCCL", "-I\(cudaHome)/include", "-I\(nccl)"]
+}
+
 var torchIncludeFlags = ["-I\(torchInclude)/torch/csrc/api/include"]
 var torchLinkFlags: [String] = []
 var torchLibraries: [LinkerSetting] = []
@@ -49,6 +61,7 @@ if let root = libtorch {
     let wantCUDA = environment["LIBTORCH_CUDA"].map { $0 == "1" } ?? driverPresent
     if wantCUDA, fileManager.fileExists(atPath: "\(lib)/libtorch_cuda.so") {
         torchLinkFlags += ["-Xlinker", "--no-as-needed", "-Xlinker", "\(lib)/libtorch_cuda.so", "-Xlinker", "--as-needed"]
+        torchIncludeFlags += ncclFlags()
     }
     // libtorch.so itself only pulls in libtorch_cpu (and, in CUDA builds, libtorch_cuda): the
     // bridge's symbols live in libtorch_cpu and libc10.
@@ -70,6 +83,8 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -117,13 +132,17 @@ let package = Package(
         // Run-level jobs that combine the libraries: evaluating a run (generation, metrics, registry).
         .target(name: "Workflows", dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "Datasets", "Evaluation",
                                                   "Experiments", "MultiView", "Support"]),
+        // The results site and the rating study over HTTP (`backdrop serve`), and as files (`backdrop report`).
+        .target(name: "WebView", dependencies: ["Experiments", "Geometry", .product(name: "Hummingbird", package: "hummingbird"),
+                                             .product(name: "HTTPTypes", package: "swift-http-types")],
+                resources: [.copy("Assets")]),
         .target(name: "Parity", dependencies: ["Torch", "Geometry", "StableDiffusion", "Evaluation", "VirtualBackground", "MultiView",
                                                "Support"]),
         .executableTarget(
             name: "backdrop",
             dependencies: [
                 "Torch", "StableDiffusion", "Parity", "Media", "Geometry", "Datasets", "Evaluation", "VirtualBackground",
-                "Experiments", "MultiView", "Workflows", "Support",
+                "Experiments", "MultiView", "Workflows", "Support", "WebView",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -146,6 +165,8 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Workflows", "Parity", "BackdropTestSupport"]),
         .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "BackdropTestSupport"]),
         .testTarget(name: "MultiViewTests", dependencies: ["MultiView", "Parity", "Workflows", "Media", "BackdropTestSupport"]),
+        .testTarget(name: "WebViewTests", dependencies: ["WebView", "Experiments", "Media", "Torch", "BackdropTestSupport",
+                                                      .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
         // The command line itself: every command's options parsed in-process (the executable's
         // module is testable), and the failures that must reach a user as one line and an exit code.

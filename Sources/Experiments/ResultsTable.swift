@@ -12,7 +12,7 @@ public struct ResultsTable: Equatable, Sendable {
              userScore = "US"
 
         /// Column heading with the direction of "better".
-        var heading: String {
+        public var heading: String {
             switch self {
             case .fid: "FID ↓"
             case .inceptionScore: "IS ↑"
@@ -29,15 +29,17 @@ public struct ResultsTable: Equatable, Sendable {
         /// Where the numbers come from: a run and checkpoint, or a paper.
         public var source: String
         public var published: Bool
+        /// The registered run the row's numbers come from (nil for published rows).
+        public var runId: Int64?
         public var values: [Metric: Double]
         /// The IS standard deviation over splits, when measured.
         public var inceptionScoreStd: Double?
         /// Why a value is missing, or a caveat on one that is present.
         public var notes: [Metric: String]
 
-        public init(system: String, source: String, published: Bool, values: [Metric: Double],
+        public init(system: String, source: String, published: Bool, runId: Int64? = nil, values: [Metric: Double],
                     inceptionScoreStd: Double? = nil, notes: [Metric: String] = [:]) {
-            (self.system, self.source, self.published, self.values) = (system, source, published, values)
+            (self.system, self.source, self.published, self.runId, self.values) = (system, source, published, runId, values)
             (self.inceptionScoreStd, self.notes) = (inceptionScoreStd, notes)
         }
     }
@@ -65,6 +67,14 @@ public struct ResultsTable: Equatable, Sendable {
         var rows: [Row] = []
         var seen = Set<String>()
         let names = runNames ?? runs.map(\.name)
+        // The newest study with answers for a system gives its US (docs/web.md#rating-study).
+        var userScores: [String: (study: String, result: RunRegistry.StudyResult)] = [:]
+        for study in try registry.studies() {
+            for result in try registry.studyResults(study) where result.answers > 0 {
+                guard let runID = result.runId, let run = runs.first(where: { $0.id == runID }) else { continue }
+                userScores["\(run.name)/\(result.kind)"] = (study.name, result)
+            }
+        }
         for name in names where seen.insert(name).inserted {
             let ids = Set(runs.filter { $0.name == name }.map(\.id))
             let evaluations = try registry.evaluations().filter { $0.runId.map(ids.contains) ?? false && $0.split == split }
@@ -72,8 +82,23 @@ public struct ResultsTable: Equatable, Sendable {
             // since their numbers are not comparable with the published Matterport3D rows beside them.
             let miniature = runs.last { $0.name == name }.map { isSyntheticRooms($0.config) } ?? false
             for system in ["model", "baseline", "ground-truth"] {
-                guard let latest = evaluations.last(where: { $0.system == system }) else { continue }
-                rows.append(row(latest, run: name, miniature: miniature))
+                let rated = userScores["\(name)/\(system)"]
+                var row: Row
+                if let latest = evaluations.last(where: { $0.system == system }) {
+                    row = Self.row(latest, run: name, miniature: miniature)
+                } else if let rated {
+                    row = Row(system: systemNames[system] ?? system, source: (miniature ? "miniature (synthetic rooms), " : "") + "run \(name)",
+                              published: false, runId: rated.result.runId, values: [:],
+                              notes: Dictionary(uniqueKeysWithValues: Metric.allCases.map { ($0, "not evaluated (`backdrop eval`)") }))
+                } else {
+                    continue
+                }
+                if let (study, result) = rated {
+                    row.values[.userScore] = result.mean
+                    row.notes[.userScore] = "study \(study): \(result.answers) answers from \(result.raters) rater\(result.raters == 1 ? "" : "s")"
+                        + (result.halfWidth95.map { String(format: ", 95 %% CI ± %.2f", $0) } ?? "")
+                }
+                rows.append(row)
             }
         }
         return ResultsTable(rows: rows + (includePublished ? published : []))
@@ -99,7 +124,7 @@ public struct ResultsTable: Equatable, Sendable {
         let checkpoint = e.checkpoint.map { " @ " + URL(fileURLWithPath: $0).lastPathComponent } ?? ""
         return Row(system: systemNames[e.system] ?? e.system,
                    source: (miniature ? "miniature (synthetic rooms), " : "") + "run \(run)\(checkpoint), \(e.split) split, \(e.count) views",
-                   published: false, values: values, inceptionScoreStd: e.isStd, notes: notes)
+                   published: false, runId: e.runId, values: values, inceptionScoreStd: e.isStd, notes: notes)
     }
 
     // MARK: Published numbers
@@ -142,21 +167,21 @@ public struct ResultsTable: Equatable, Sendable {
         public var fileExtension: String { self == .latex ? "tex" : rawValue }
     }
 
-    static let columns: [Metric] = Metric.allCases
+    public static let columns: [Metric] = Metric.allCases
 
-    func cell(_ row: Row, _ metric: Metric) -> String? {
+    public func cell(_ row: Row, _ metric: Metric) -> String? {
         guard let value = row.values[metric] else { return nil }
         switch metric {
         case .inceptionScore:
             return row.inceptionScoreStd.map { String(format: "%.2f ± %.2f", value, $0) } ?? String(format: "%.2f", value)
-        case .userScore: return String(format: "%g", value)
+        case .userScore: return value == value.rounded() ? String(format: "%g", value) : String(format: "%.2f", value)
         case .consistencyRatio: return String(format: "%.2f", value)
         default: return String(format: "%.2f", value)
         }
     }
 
     /// Footnote texts in order of first use (one per distinct text), and each (row, metric)'s number.
-    func footnotes() -> (texts: [String], numbers: [[Metric: Int]]) {
+    public func footnotes() -> (texts: [String], numbers: [[Metric: Int]]) {
         var texts: [String] = []
         let numbers = rows.map { row in
             var numbers: [Metric: Int] = [:]

@@ -121,6 +121,7 @@ public final class RunRegistry: @unchecked Sendable {
                 t.column("createdAt", .datetime).notNull()
             }
         }
+        registerStudyMigration(&migrator)
         return migrator
     }
 

@@ -7,7 +7,7 @@ struct Backdrop: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backdrop",
         abstract: "Text-driven, camera-aware 360° virtual backgrounds for video calls.",
-        subcommands: [Info.self, FIDCommand.self, CLIPScoreCommand.self, EvalCommand.self, TableCommand.self, ParityCommand.self, GenerateCommand.self, SegmentCommand.self, TrackCommand.self, CallCommand.self, DemoCallCommand.self, DatasetCommand.self, TrainCommand.self, PanoramaCommand.self, ExportCommand.self, ImportMVDiffusionCommand.self, PublishCommand.self, PaperCommand.self, CacheCommand.self]
+        subcommands: [Info.self, FIDCommand.self, CLIPScoreCommand.self, EvalCommand.self, TableCommand.self, ParityCommand.self, GenerateCommand.self, SegmentCommand.self, TrackCommand.self, CallCommand.self, DemoCallCommand.self, DatasetCommand.self, TrainCommand.self, PanoramaCommand.self, ExportCommand.self, ImportMVDiffusionCommand.self, PublishCommand.self, PaperCommand.self, CacheCommand.self, ServeCommand.self, StudyCommand.self, ReportCommand.self]
     )
 
     /// Usage errors (bad flags, values out of range) exit 64 with the usage line; a failure while
