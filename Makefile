@@ -14,13 +14,16 @@ ASSETS := $(CACHE)/assets
 export BACKDROP_ASSETS := $(ASSETS)
 
 # With LIBTORCH set the build uses that LibTorch only, so Debian's libtorch-dev is not installed.
-APT_PACKAGES := $(if $(LIBTORCH),,libtorch-dev) libgloo-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg
+# libjs-three and libjs-chart.js: the web view's 360° viewer and curves, served by backdrop itself (no
+# CDN); chromium and chromium-driver: the browser tests of the web view (docs/web.md).
+APT_PACKAGES := $(if $(LIBTORCH),,libtorch-dev) libgloo-dev libhdf5-dev libpng-dev libjpeg-dev libsqlite3-dev python3-torch python3-venv python3-pip python3-pil python3-scipy python3-torchvision python3-h5py libopenexr-dev ffmpeg \
+  libjs-three libjs-chart.js chromium chromium-driver
 SWIFT_BUILD_FLAGS ?=
 RELEASE := -c release
 
 
 .PHONY: models
-.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache bench-ddp fixtures parity-full fuzz clean
+.PHONY: setup apt venv assets build test test-libtorch2 pretrain paper bench-pretrain bench-libtorch2 demo bench bench-caa bench-inception bench-call bench-segmentation bench-cache bench-ddp bench-serve fixtures parity-full fuzz clean
 
 setup: apt venv assets models assets-mediapipe assets-panoramas assets-photos assets-videos
 
@@ -270,6 +273,7 @@ bench: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --threads $(BENCH_THREADS) --python $(PY)
 	.build/release/backdrop-bench --call --threads $(BENCH_THREADS)
+	.build/release/backdrop-bench --serve
 
 # The CAA training step of issue 7 (MultiViewUNet vs an MVDiffusion-style PyTorch model); minutes.
 bench-caa: setup
@@ -307,6 +311,12 @@ bench-cache: setup
 bench-ddp: setup
 	swift build $(RELEASE) --product backdrop
 	tools/bench_ddp.sh .build/release/backdrop
+
+# docs/web.md#load: 200 raters at once against the study pages on loopback (requests/s, latency,
+# no lost or doubled answers).
+bench-serve: setup
+	swift build $(RELEASE) --product backdrop-bench
+	.build/release/backdrop-bench --serve
 
 # docs/security.md#fuzzing: every parser of untrusted input under libFuzzer with AddressSanitizer,
 # FUZZ_RUNS executions each from seeds of real inputs; prints executions, coverage and findings.

@@ -61,7 +61,10 @@ if let root = libtorch {
     let wantCUDA = environment["LIBTORCH_CUDA"].map { $0 == "1" } ?? driverPresent
     if wantCUDA, fileManager.fileExists(atPath: "\(lib)/libtorch_cuda.so") {
         torchLinkFlags += ["-Xlinker", "--no-as-needed", "-Xlinker", "\(lib)/libtorch_cuda.so", "-Xlinker", "--as-needed"]
-        torchIncludeFlags += ncclFlags()
+        let nccl = ncclFlags()
+        torchIncludeFlags += nccl
+        // The NCCL path selects the rank's GPU through c10's CUDA library.
+        if !nccl.isEmpty { torchLinkFlags += ["-Xlinker", "\(lib)/libc10_cuda.so"] }
     }
     // libtorch.so itself only pulls in libtorch_cpu (and, in CUDA builds, libtorch_cuda): the
     // bridge's symbols live in libtorch_cpu and libc10.
@@ -148,7 +151,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "backdrop-bench",
-            dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView", "Support"],
+            dependencies: ["Torch", "Media", "Geometry", "StableDiffusion", "VirtualBackground", "Evaluation", "MultiView", "Support",
+                           "Experiments", "WebView", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Sources/BackdropBench"
         ),
         // The parsers of untrusted input under libFuzzer (`make fuzz`), or replaying inputs (tests).

@@ -11,7 +11,7 @@ struct Options {
     /// pipeline stages (`make bench-call`, and the end of `make bench`, in a fresh process so that the
     /// earlier workloads' allocations and threads do not colour it); `--segmentation`, the selfie model
     /// against MediaPipe's runtime (`make bench-segmentation`); `--text-to-image`, the miniature SD's
-    /// training step (`make bench-pretrain`).
+    /// training step (`make bench-pretrain`); `--serve`, 200 raters against the study pages (`make bench-serve`).
     var only: ((Options) throws -> Void)?
     var python = ProcessInfo.processInfo.environment["BACKDROP_PYTHON"] ?? "python3"
 
@@ -27,8 +27,9 @@ struct Options {
             case "--call": only = CallBench.run
             case "--segmentation": only = SegmentationBench.run
             case "--text-to-image": only = TextToImageBench.run
+            case "--serve": only = ServeBench.run
             default:
-                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call | --segmentation | --text-to-image]")
+                print("usage: backdrop-bench [--threads N] [--repeats N] [--python PATH] [--caa | --inception | --call | --segmentation | --text-to-image | --serve]")
                 exit(flag == "--help" || flag == "-h" ? 0 : 2)
             }
         }

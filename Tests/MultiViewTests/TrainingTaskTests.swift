@@ -269,3 +269,44 @@ final class TrainingTaskTests: XCTestCase {
         }
     }
 }
+
+extension TrainingTaskTests {
+    /// `backdrop study create`'s panoramas: each system's for each prompt, kept under a fingerprint
+    /// that names no system, and reused by a later study with the same settings.
+    func testStudyPanoramasAreGeneratedOnceAndNameNoSystem() throws {
+        let (run, registry) = try workspace(task: "caa", extra: "caa: {pe_max_frequency: 16}", steps: 3, name: "study-test")
+        try Trainer(run: run, registry: registry).run()
+        let registered = try Run.resolve("study-test", registry: registry)
+        let systems = [StudyPanoramas.System(label: "study-test", run: registered, baseline: false),
+                       StudyPanoramas.System(label: "study-test --baseline", run: registered, baseline: true)]
+        var maker = StudyPanoramas()
+        maker.steps = 2
+        let prompts = ["a kitchen with a white wall", "a bedroom with a blue wall"]
+        let first = try maker.make(systems: systems, prompts: prompts, registry: registry)
+        XCTAssertEqual([first.generated, first.reused], [4, 0])
+        XCTAssertEqual(first.panoramas.map(\.kind), ["model", "model", "baseline", "baseline"])
+        XCTAssertEqual(Set(first.panoramas.map(\.folder.path)).count, 4, "a folder per system and prompt")
+        for p in first.panoramas {
+            XCTAssertEqual(p.runId, registered.record?.id)
+            XCTAssertFalse(p.folder.path.contains("baseline") || p.folder.path.contains("study-test"), p.folder.path)
+            let image = try Image(contentsOf: p.folder.appendingPathComponent("panorama.png"))
+            XCTAssertGreaterThan(image.width, image.height, "an equirectangular band")
+        }
+        // CAA changes the pixels: the model's and the baseline's panoramas of a prompt differ.
+        let model = try Data(contentsOf: first.panoramas[0].folder.appendingPathComponent("panorama.png"))
+        let baseline = try Data(contentsOf: first.panoramas[2].folder.appendingPathComponent("panorama.png"))
+        XCTAssertNotEqual(model, baseline)
+        let again = try maker.make(systems: systems, prompts: prompts, registry: registry)
+        XCTAssertEqual([again.generated, again.reused], [0, 4])
+        XCTAssertEqual(again.panoramas.map(\.folder.path), first.panoramas.map(\.folder.path))
+        maker.steps = 3
+        XCTAssertEqual(try maker.make(systems: Array(systems.prefix(1)), prompts: Array(prompts.prefix(1)), registry: registry).generated, 1,
+                       "other settings, another panorama")
+        let study = try registry.createStudy(name: "s1", perRater: nil, panoramas: first.panoramas)
+        XCTAssertEqual(try registry.panoramas(ofStudy: study.id).count, 4)
+        XCTAssertThrowsError(try registry.createStudy(name: "s1", perRater: nil, panoramas: first.panoramas)) {
+            XCTAssertTrue("\($0)".contains("exists"))
+        }
+        XCTAssertThrowsError(try registry.createStudy(name: "../x", perRater: nil, panoramas: []))
+    }
+}
