@@ -174,7 +174,7 @@ let package = Package(
         .testTarget(name: "VirtualBackgroundTests", dependencies: ["VirtualBackground", "Parity", "BackdropTestSupport"]),
         // The command line itself: every command's options parsed in-process (the executable's
         // module is testable), and the failures that must reach a user as one line and an exit code.
-        .testTarget(name: "CommandLineTests", dependencies: ["backdrop", "BackdropTestSupport",
+        .testTarget(name: "CommandLineTests", dependencies: ["backdrop", "BackdropTestSupport", "Experiments", "WebView",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ],
     swiftLanguageModes: [.v5],
