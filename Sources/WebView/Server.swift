@@ -38,7 +38,7 @@ public enum WebServer {
             return html(text)
         }
         router.get("view/**") { _, context in
-            var parts = context.parameters.getCatchAll().map(String.init)
+            guard var parts = decoded(context.parameters.getCatchAll()) else { throw HTTPError(.badRequest) }
             guard parts.last == "index.html" else { throw HTTPError(.notFound) }
             parts.removeLast()
             guard let text = try site.viewPage(folder: parts.joined(separator: "/")) else {
@@ -47,7 +47,7 @@ public enum WebServer {
             return html(text)
         }
         router.get("files/**") { _, context in
-            let relative = context.parameters.getCatchAll().joined(separator: "/")
+            guard let relative = decoded(context.parameters.getCatchAll())?.joined(separator: "/") else { throw HTTPError(.badRequest) }
             guard let url = site.resolveInside(relative) else { throw HTTPError(.notFound, message: "not a file of the results folder") }
             return try file(url)
         }
@@ -114,6 +114,17 @@ public enum WebServer {
         return router
     }
 
+    /// Percent-decoded path segments (a segment may then hold "/" or "..": `resolveInside` splits and
+    /// checks the joined path again); nil when one is not valid percent-encoded UTF-8.
+    static func decoded(_ segments: [Substring]) -> [String]? {
+        var result: [String] = []
+        for segment in segments {
+            guard let text = String(segment).removingPercentEncoding else { return nil }
+            result.append(text)
+        }
+        return result
+    }
+
     /// The server on `host:port` (loopback unless told otherwise).
     public static func application(site: ResultsSite, host: String, port: Int) -> some ApplicationProtocol {
         Application(router: router(site: site), configuration: .init(address: .hostname(host, port: port), serverName: "backdrop"))
@@ -138,9 +149,10 @@ public enum WebServer {
     static let contentTypes = ["png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "json": "application/json",
                                "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8", "csv": "text/csv; charset=utf-8",
                                "md": "text/markdown; charset=utf-8", "tex": "text/plain; charset=utf-8", "txt": "text/plain; charset=utf-8",
-                               "yaml": "text/plain; charset=utf-8", "html": "text/html; charset=utf-8"]
+                               "yaml": "text/plain; charset=utf-8"]
 
-    /// A regular file of a known kind; anything else (folders, sockets, databases) is not found.
+    /// A regular file of a known kind; anything else (folders, sockets, databases, HTML that would run
+    /// as this site's) is not found.
     static func file(_ url: URL, cache: Bool = false) throws -> Response {
         guard let type = contentTypes[url.pathExtension.lowercased()],
               let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),

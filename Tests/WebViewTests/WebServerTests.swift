@@ -109,6 +109,8 @@ final class WebServerTests: XCTestCase {
             XCTAssertTrue(view.contains("data-panorama=\"files/\(fixture.panoramaFolder)/panorama.png\""), view)
             XCTAssertTrue(view.contains("<base href=\"\(String(repeating: "../", count: 7))\">"), "base from the page's depth, 7")
             XCTAssertTrue(view.contains("a kitchen with a white wall"))
+            let encoded = try await self.get(client, "/files/runs/mini/eval/test/model/00000%5Fa/panorama.png")
+            XCTAssertEqual(encoded.status, .ok, "percent-encoded segments are decoded")
             let png = try await self.get(client, "/files/\(fixture.panoramaFolder)/panorama.png")
             XCTAssertEqual(png.status, .ok)
             XCTAssertEqual(png.headers[.contentType], "image/png")
@@ -134,11 +136,13 @@ final class WebServerTests: XCTestCase {
         let outside = try TestSupport.temporaryDirectory("outside")
         addTeardownBlock { try? FileManager.default.removeItem(at: outside) }
         try Data("secret".utf8).write(to: outside.appendingPathComponent("secret.txt"))
+        try Data("<script>alert(1)</script>".utf8).write(to: fixture.root.appendingPathComponent("page.html"))
         try FileManager.default.createSymbolicLink(at: fixture.root.appendingPathComponent("link"), withDestinationURL: outside)
         try await fixture.application.test(.router) { client in
             for uri in ["/files/../secret.txt", "/files/%2e%2e/%2e%2e/etc/passwd", "/files/..%2f..%2fetc%2fpasswd", "/files/runs.sqlite",
                         "/files/runs.sqlite-wal", "/files/link/secret.txt", "/files//etc/passwd", "/files/runs", "/view/../../index.html",
-                        "/view/link/index.html", "/files/runs/mini/eval/test/model/00000_a/../../../../../runs.sqlite"] {
+                        "/view/link/index.html", "/files/runs/mini/eval/test/model/00000_a/../../../../../runs.sqlite",
+                        "/files/%2e%2e%2fsecret.txt", "/files/runs%2f..%2f..%2fsecret.txt", "/files/%ff", "/files/page.html"] {
                 let response = try await self.get(client, uri)
                 XCTAssertTrue((400..<500).contains(Int(response.status.code)), "\(uri): \(response.status)")
                 XCTAssertFalse(response.text.contains("secret") && !response.text.contains("not a file"), uri)
