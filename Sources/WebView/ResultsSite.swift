@@ -150,7 +150,9 @@ public struct ResultsSite: Sendable {
     }
 
     /// The viewer page of a panorama folder (relative to the results folder); nil when it has none.
-    public func viewPage(folder relative: String) throws -> String? {
+    /// `embedPanorama`: the panorama inside the page as a data: URL, for pages opened from files,
+    /// where browsers treat a neighbouring file as another origin and refuse it to WebGL.
+    public func viewPage(folder relative: String, embedPanorama: Bool = false) throws -> String? {
         guard let folder = resolveInside(relative),
               FileManager.default.fileExists(atPath: folder.appendingPathComponent("panorama.png").path) else { return nil }
         let path = relativePath(folder)
@@ -170,7 +172,9 @@ public struct ResultsSite: Sendable {
                 "<figcaption>view \(i)\(i < prompts.count ? ": " + escape(prompts[i]) : "")</figcaption></figure>"
         }
         let body = """
-            \(viewerMarkup(image: sitePath(["files"] + segments + ["panorama.png"])))
+            \(viewerMarkup(image: embedPanorama
+                ? "data:image/png;base64," + (try Data(contentsOf: folder.appendingPathComponent("panorama.png"))).base64EncodedString()
+                : sitePath(["files"] + segments + ["panorama.png"])))
             \(prompts.isEmpty ? "" : "<h2>Prompt</h2><p class=\"prompt\">\(escape(Set(prompts).count == 1 ? prompts[0] : prompts.joined(separator: " · ")))</p>")
             <h2>Views</h2><div class="views">\(viewTiles.joined())</div>
             \(cameraRows.isEmpty ? "" : "<h2>Cameras</h2><table><thead><tr><th>view</th><th>yaw</th><th>FOV</th><th>pixels</th></tr></thead><tbody>\(cameraRows.joined())</tbody></table>")

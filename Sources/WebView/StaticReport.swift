@@ -3,6 +3,8 @@ import Foundation
 
 /// `backdrop report --out DIR`: the site as files that open without a server (docs/web.md#report):
 /// the same pages at the same paths as `serve`, the panoramas they show and the scripts they load.
+/// The viewer's panorama is inside its page: from file:// a browser will not hand a neighbouring
+/// image to WebGL.
 /// Written into a staging folder and moved into place whole, so a failed report leaves the old one.
 public struct StaticReport {
     public let site: ResultsSite
@@ -42,7 +44,7 @@ public struct StaticReport {
             if let html = try site.runPage(id: run.id) { try page("runs/\(run.id).html", html) }
             for folder in site.shownPanoramaFolders(of: run) {
                 let relative = site.relativePath(folder)
-                if let html = try site.viewPage(folder: relative) { try page("view/\(relative)/index.html", html) }
+                if let html = try site.viewPage(folder: relative, embedPanorama: true) { try page("view/\(relative)/index.html", html) }
                 let files = (try? fileManager.contentsOfDirectory(atPath: folder.path)) ?? []
                 for name in files where name == "panorama.png" || (name.hasPrefix("view_") && name.hasSuffix(".png")) {
                     try copy(folder.appendingPathComponent(name), to: "files/\(relative)/\(name)")

@@ -86,6 +86,17 @@ final class BrowserTests: XCTestCase {
             XCTAssertGreaterThan(after["std"] as? Double ?? 0, 5, "still not blank")
             XCTAssertNotEqual(before["yaw"] as? Double, after["yaw"] as? Double)
 
+            // The static report works from files: its viewer loads and draws without a server.
+            let report = fixture.root.deletingLastPathComponent().appendingPathComponent("report-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: report) }
+            try StaticReport(site: fixture.site).write(to: report)
+            try first.open(report.appendingPathComponent("view/\(fixture.panoramaFolder)/index.html").absoluteString)
+            try first.wait(for: "return document.querySelector('.viewer').dataset.ready === '1'")
+            let fromFile = try XCTUnwrap(first.run(Self.canvasSummary) as? [String: Any])
+            XCTAssertGreaterThan(fromFile["std"] as? Double ?? 0, 5, "the report's viewer draws the panorama: \(fromFile)")
+            try first.open(report.appendingPathComponent("runs/\(fixture.runID).html").absoluteString)
+            try first.wait(for: "return !!document.querySelector('#loss') && !!document.querySelector('#loss').getAttribute('style')")
+
             // Two raters complete the study; what they submitted is what is stored.
             var submitted: [String: [String: Int]] = [:]  // rater → panorama key → score
             for (index, session) in [first, try driver.session()].enumerated() {
