@@ -69,9 +69,26 @@ public final class RunRegistry: @unchecked Sendable {
         configuration.busyMode = .timeout(30)
         do {
             pool = try DatabasePool(path: url.path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            try Self.migrate(pool)
         } catch {
             throw TorchError("cannot open the run registry \(url.path): \(error)")
+        }
+    }
+
+    /// Brings the schema up to date. Two processes opening a new registry at once (a training run and
+    /// a test or `serve` reading it) may both find a migration unapplied; the one that then loses the
+    /// race for the write lock fails on the other's tables, and its transaction is rolled back. It
+    /// tries again, and finds the migration applied.
+    static func migrate(_ pool: DatabasePool) throws {
+        var attempt = 0
+        while true {
+            do {
+                try migrator.migrate(pool)
+                return
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_ERROR && attempt < 20 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.02 * Double(attempt))
+            }
         }
     }
 

@@ -68,4 +68,20 @@ final class RunSafetyTests: XCTestCase {
         XCTAssertEqual(try registry.checkpoints(try XCTUnwrap(run.record).id).map(\.path),
                        [moved.appendingPathComponent("runs/moved/checkpoints/step-00000003").path])
     }
+
+    /// Several processes opening one new registry at once (a run starting while a test or `serve`
+    /// polls it) all end up with the whole schema; none fails on the tables another made.
+    func testRegistriesOpenedAtOnceAllSucceed() throws {
+        let folder = try TestSupport.temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        for round in 0..<10 {
+            let url = folder.appendingPathComponent("runs-\(round).sqlite")
+            let failures = NSLock()
+            var errors: [String] = []
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                do { _ = try RunRegistry(url: url).studies() } catch { failures.withLock { errors.append("\(error)") } }
+            }
+            XCTAssertEqual(errors, [], "round \(round)")
+        }
+    }
 }

@@ -74,13 +74,13 @@ final class TrainingTests: XCTestCase {
         let victim = try train(killed, config: killedConfig, registry: "runs.sqlite")
         // Kill it after step 6 is logged: past the step-4 checkpoint, before the step-8 one.
         let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
+        while Date() < deadline, victim.isRunning {
             if FileManager.default.fileExists(atPath: registry.path), (try? losses(registry))?.keys.contains(6) == true { break }
             Thread.sleep(forTimeInterval: 0.05)
         }
         kill(victim.processIdentifier, SIGKILL)
         victim.waitUntilExit()
-        XCTAssertEqual(victim.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(victim.terminationReason, .uncaughtSignal, "the run ended before it was killed:\n" + log(killed))
         let partial = try losses(registry)
         XCTAssertLessThan(partial.count, 14, "the run must have been killed before finishing")
         // Nobody holds the dead run's folder: the next look at the registry marks it interrupted.
