@@ -224,6 +224,11 @@ public final class RunRegistry: @unchecked Sendable {
         try pool.read { try Metric.fetchAll($0, sql: "SELECT * FROM metric WHERE runId = ? ORDER BY step", arguments: [runID]) }
     }
 
+    /// The last logged step of a run (without reading its metrics), nil before its first.
+    public func lastStep(_ runID: Int64) throws -> Int? {
+        try pool.read { try Int.fetchOne($0, sql: "SELECT MAX(step) FROM metric WHERE runId = ?", arguments: [runID]) }
+    }
+
     public func recordCheckpoint(_ runID: Int64, step: Int, path: String) throws {
         try pool.write { db in
             try db.execute(sql: "INSERT INTO checkpoint (runId, step, path, createdAt) VALUES (?, ?, ?, ?)",

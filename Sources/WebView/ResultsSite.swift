@@ -28,11 +28,10 @@ public struct ResultsSite: Sendable {
 
     func summaries() throws -> [RunSummary] {
         try registry.runs().reversed().map { run in
-            let metrics = try registry.metrics(run.id)
             let config = (try? JSONSerialization.jsonObject(with: Data(run.config.utf8))) as? [String: Any]
             let task = config?["task"] as? String ?? "caa"
             let end = run.endedAt ?? (run.status == "running" ? Date() : nil)
-            return RunSummary(run: run, task: task, steps: metrics.last?.step ?? 0, wallSeconds: end.map { $0.timeIntervalSince(run.startedAt) })
+            return RunSummary(run: run, task: task, steps: try registry.lastStep(run.id) ?? 0, wallSeconds: end.map { $0.timeIntervalSince(run.startedAt) })
         }
     }
 
