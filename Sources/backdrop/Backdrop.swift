@@ -24,13 +24,20 @@ struct Backdrop: ParsableCommand {
         }
         do {
             try command.run()
-        } catch let error where error is ValidationError || error is CleanExit || error is ExitCode {
+        } catch let error where isArgumentParserError(error) {
+            // `--help` and `help CMD` run ArgumentParser's own help command, which ends by throwing
+            // its (internal) error type: only ArgumentParser can print that one.
             exit(withError: error)
         } catch {
             FileHandle.standardError.write(Data("Error: \(failureReason(error))\n".utf8))
             Foundation.exit(1)
         }
     }
+}
+
+/// Errors ArgumentParser prints itself: help requests, usage and validation errors, exit codes.
+private func isArgumentParserError(_ error: Error) -> Bool {
+    String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
 }
 
 struct Info: ParsableCommand {

@@ -109,4 +109,25 @@ final class NumericOptionSweepTests: XCTestCase {
                            "\(arguments.joined(separator: " ")) ended by signal \(process.terminationStatus)")
         }
     }
+
+    /// `--help` on every command, and `help CMD`, prints that command's help and exits 0. (It once
+    /// printed "Error: CommandError(…helpRequested…)" because `main` handled ArgumentParser's help
+    /// error as a failure of the command's work.)
+    func testEveryCommandPrintsItsHelp() throws {
+        let leaves = try commands()
+        let groups = Set(leaves.filter { $0.path.count > 1 }.map { Array($0.path.dropLast()) })
+        var asked = 0
+        for path in [[]] + groups.sorted { $0.joined() < $1.joined() } + leaves.map(\.path) {
+            let (status, output) = try TestSupport.runBackdrop(path + ["--help"])
+            asked += 1
+            let line = (["backdrop"] + path).joined(separator: " ")
+            XCTAssertEqual(status, 0, "\(line) --help: \(output)")
+            XCTAssertTrue(output.contains("USAGE: \(line)"), "\(line) --help: \(output)")
+            XCTAssertFalse(output.contains("Error:"), "\(line) --help: \(output)")
+        }
+        let (status, output) = try TestSupport.runBackdrop(["help", "train"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("USAGE: backdrop train"), output)
+        XCTAssertGreaterThan(asked, 20)
+    }
 }
