@@ -98,6 +98,10 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         public var neighbours: NeighbourSet = .ring
         /// nil reproduces the released positional-encoding frequencies (checkpoint compatible).
         public var peMaxFrequency: Double?
+        /// CAA weights a new run starts from instead of the blocks' zero-initialised outputs (a
+        /// `caa.safetensors` or a checkpoint's `weights.safetensors`): a second stage that trains an
+        /// earlier run's blocks further on a schedule of its own. A resumed run ignores it.
+        public var initWeights: String?
     }
 
     public struct Optimizer: Encodable, Equatable, Sendable {
@@ -181,6 +185,15 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         /// Weight of the KL term against the per-image summed L1 reconstruction error (SD's first
         /// stage uses 1e-6).
         public var klWeight: Double = 1e-6
+        /// What trains: the whole VAE, or only its decoder (and `post_quant_conv`) on the frozen
+        /// encoder's latents, as SD's improved VAEs were fine-tuned: the latent space, and with it
+        /// every UNet and latent cache trained on it, stays valid.
+        public var trainable: Trainable = .all
+        /// The reconstruction term: LDM's L1, or the squared error (what PSNR measures).
+        public var reconstruction: Reconstruction = .l1
+
+        public enum Trainable: String, ConfigChoice { case all, decoder }
+        public enum Reconstruction: String, ConfigChoice { case l1, mse }
     }
 
     /// Section `text_to_image` (task `text_to_image` only).
@@ -304,6 +317,7 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         var caa = CAA()
         caa.neighbours = try c.choice("neighbours", default: caa.neighbours)
         caa.peMaxFrequency = try c.double("pe_max_frequency")
+        caa.initWeights = try c.string("init_weights")
         if let f = caa.peMaxFrequency, !(f.isFinite && f > 0) {
             throw ConfigError(file: file, key: "caa.pe_max_frequency", message: "must be a positive number, got \(f)")
         }
@@ -316,6 +330,8 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         guard autoencoder.klWeight >= 0 else {
             throw ConfigError(file: file, key: "autoencoder.kl_weight", message: "must not be negative, got \(autoencoder.klWeight)")
         }
+        autoencoder.trainable = try a.choice("trainable", default: autoencoder.trainable)
+        autoencoder.reconstruction = try a.choice("reconstruction", default: autoencoder.reconstruction)
         try a.finish()
 
         let x = try root.section("text_to_image")

@@ -98,6 +98,34 @@ final class TrainingTaskTests: XCTestCase {
         }
     }
 
+    /// `autoencoder.trainable: decoder` (with the squared-error loss): the decoder learns, the encoder
+    /// and its latents, and so the scaling factor, stay the base's bit for bit.
+    func testDecoderFineTuningKeepsTheLatentSpace() throws {
+        let (trainer, run) = try assertTrainingLowersTheFixedBatchLoss(
+            task: "autoencoder", extra: "autoencoder: {trainable: decoder, reconstruction: mse}", factor: 0.8)
+        let task = try XCTUnwrap(trainer.task as? AutoencoderTask)
+        XCTAssertEqual(task.checkpointFormat, "autoencoder-decoder-v1")
+        let baseVAE = try AutoencoderKL.load(from: ModelFolder(url: TestSupport.tinyStableDiffusion()).vae)
+        let written = try AutoencoderKL.load(from: ModelFolder(url: run.modelDirectory).vae)
+        XCTAssertEqual(written.scalingFactor, baseVAE.scalingFactor)
+        let before = baseVAE.stateDict(), after = written.stateDict()
+        var decoderMoved = 0.0
+        for (name, tensor) in before {
+            let difference = try TestSupport.maxAbsDifference(XCTUnwrap(after[name]), tensor)
+            if name.hasPrefix("encoder.") || name.hasPrefix("quant_conv.") {
+                XCTAssertEqual(difference, 0, "\(name) changed in a decoder-only run")
+            } else {
+                decoderMoved = max(decoderMoved, difference)
+            }
+        }
+        XCTAssertGreaterThan(decoderMoved, 0)
+        // Checkpoints hold the decoder side only, under the VAE's own keys.
+        let saved = try SafetensorsFile(url: run.checkpoint(.latest).weights).loadAll()
+        XCTAssertFalse(saved.isEmpty)
+        XCTAssertTrue(saved.keys.allSatisfy { $0.hasPrefix("decoder.") || $0.hasPrefix("post_quant_conv.") }, "\(saved.keys.sorted())")
+        XCTAssertEqual(saved.count, before.keys.filter { $0.hasPrefix("decoder.") || $0.hasPrefix("post_quant_conv.") }.count)
+    }
+
     func testTextToImageLearnsAndWritesItsEMAModel() throws {
         let (trainer, run) = try assertTrainingLowersTheFixedBatchLoss(
             task: "text_to_image", extra: "text_to_image: {caption_dropout: 0.1, snr_gamma: 5}", factor: 0.9)
@@ -234,6 +262,36 @@ final class TrainingTaskTests: XCTestCase {
         let saved = try SafetensorsFile(url: run.checkpoint(.latest).weights).loadAll()
         let moved = try ema.stateDict().map { try TestSupport.maxAbsDifference(XCTUnwrap(saved[$0.key]), $0.value) }.max() ?? 0
         XCTAssertGreaterThan(moved, 0)
+    }
+
+    /// `caa.init_weights`: a second-stage run starts from an earlier run's blocks, not from zero-
+    /// initialised outputs; a file that is not there is refused under the key's name.
+    func testCAAStartsFromInitWeights() throws {
+        let (first, registry) = try workspace(task: "caa", extra: "caa: {pe_max_frequency: 16}", steps: 3)
+        try Trainer(run: first, registry: registry).run()
+        let file = try first.checkpoint(.latest).weights
+        let earlier = try SafetensorsFile(url: file).loadAll()
+
+        let (second, secondRegistry) = try workspace(
+            task: "caa", extra: "caa: {pe_max_frequency: 16, init_weights: \(file.path)}", steps: 3, name: "second")
+        let task = try XCTUnwrap(Trainer(run: second, registry: secondRegistry).task as? CAATask)
+        let started = task.model.caaStateDict()
+        XCTAssertEqual(Set(started.keys), Set(earlier.keys))
+        for (name, value) in earlier {
+            XCTAssertEqual(try TestSupport.maxAbsDifference(XCTUnwrap(started[name]), value), 0, name)
+        }
+        // A fresh run's blocks differ from the trained ones, so the check above can tell them apart.
+        let (fresh, freshRegistry) = try workspace(task: "caa", extra: "caa: {pe_max_frequency: 16}", steps: 3, name: "fresh")
+        let zero = try XCTUnwrap(Trainer(run: fresh, registry: freshRegistry).task as? CAATask).model.caaStateDict()
+        let moved = try earlier.map { try TestSupport.maxAbsDifference(XCTUnwrap(zero[$0.key]), $0.value) }.max() ?? 0
+        XCTAssertGreaterThan(moved, 0)
+
+        let (missing, missingRegistry) = try workspace(
+            task: "caa", extra: "caa: {init_weights: nowhere/caa.safetensors}", steps: 3, name: "missing")
+        XCTAssertThrowsError(try Trainer(run: missing, registry: missingRegistry)) { error in
+            XCTAssertTrue("\(error)".contains("caa.init_weights"), "\(error)")
+            XCTAssertTrue("\(error)".contains("nowhere/caa.safetensors"), "\(error)")
+        }
     }
 
     /// A text-to-image run stopped after a checkpoint and resumed ends with the same losses, weights

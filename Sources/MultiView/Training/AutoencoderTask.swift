@@ -8,18 +8,30 @@ import Torch
 /// from the posterior and decoded, and the loss is LDM's — the L1 reconstruction error summed over
 /// each image's pixels plus `kl_weight` times the posterior's KL divergence from N(0, I) summed
 /// over each image's latents, both averaged over the images (docs/models.md#miniature-sd).
+/// With `autoencoder.trainable: decoder` only the decoder side trains, on latents of the frozen
+/// encoder, and the KL term (constant then) is left out (docs/models.md#decoder-fine-tuning).
 final class AutoencoderTask: TrainingTask {
     let context: TrainingContext
     let folder: ModelFolder
     let vae: AutoencoderKL
-    var trained: Module { vae }
-    let checkpointFormat = "autoencoder-v1"
+    let trained: Module
+    let checkpointFormat: String
+    var settings: RunConfig.Autoencoder { context.config.autoencoder }
 
     init(_ context: TrainingContext) throws {
         self.context = context
         folder = try ModelFolder(url: context.run.baseModel)
         vae = try AutoencoderKL.load(from: folder.vae, dtype: context.config.model.dtype.dtype, device: context.device)
         vae.train()
+        switch context.config.autoencoder.trainable {
+        case .all:
+            trained = vae
+            checkpointFormat = "autoencoder-v1"
+        case .decoder:
+            // Keys as in the VAE's own state dict, so checkpoints read like a VAE's.
+            trained = ModuleDict([("post_quant_conv", vae.post_quant_conv), ("decoder", vae.decoder)])
+            checkpointFormat = "autoencoder-decoder-v1"
+        }
     }
 
     func loss(indices: [Int], epoch: Int) throws -> Tensor {
@@ -31,18 +43,26 @@ final class AutoencoderTask: TrainingTask {
     /// The loss of images `[N, 3, H, W]` in [−1, 1], with its two terms (per image).
     func loss(images x: Tensor) throws -> (total: Tensor, reconstruction: Tensor, kl: Tensor) {
         let n = Double(try x.size(0))
-        let posterior = try vae.encode(x)
+        let decoderOnly = settings.trainable == .decoder
+        let posterior = decoderOnly ? try withNoGrad { try vae.encode(x) } : try vae.encode(x)
         let reconstruction = try vae.decode(context.sample(posterior, rowsPerItem: context.views))
-        let l1 = try (x.to(dtype: .float64) - reconstruction.to(dtype: .float64)).abs().sum() / n
+        let error = try x.to(dtype: .float64) - reconstruction.to(dtype: .float64)
+        let perImage = try (settings.reconstruction == .l1 ? error.abs() : error * error).sum() / n
         // KL(N(μ, σ²) ‖ N(0, 1)) = ½ Σ (μ² + σ² − 1 − log σ²)
         let mean = try posterior.mean.to(dtype: .float64), logvar = try posterior.logvar.to(dtype: .float64)
         let kl = try ((mean * mean + logvar.exp() - logvar - 1.0).sum() * 0.5) / n
-        return (try l1 + kl * context.config.autoencoder.klWeight, l1, kl)
+        if decoderOnly { return (perImage, perImage, kl) }
+        return (try perImage + kl * settings.klWeight, perImage, kl)
     }
 
     /// Writes the VAE with its `scaling_factor` set to 1 / σ of its latents on the training views, as
     /// LDM measured SD's 0.18215, so that the UNet's inputs have unit variance.
+    /// A decoder-only run keeps its base's scaling factor: its latents are the base's.
     func writeModel(to destination: URL) throws -> URL? {
+        if settings.trainable == .decoder {
+            try folder.write(to: destination, replacingWeights: ["vae": vae.stateDict()])
+            return destination
+        }
         let scale = 1 / (try latentStandardDeviation())
         try folder.write(to: destination, replacingWeights: ["vae": vae.stateDict()], config: ["vae": ["scaling_factor": scale]])
         return destination

@@ -24,6 +24,14 @@ final class CAATask: TrainingTask {
         let unet = try UNet2DConditionModel.load(from: encoders.folder.unet, dtype: run.config.model.dtype.dtype,
                                                  device: context.device)
         model = try run.multiViewModel(unet: unet, vaeScale: encoders.vaeScale)
+        if let initial = run.config.caa.initWeights {
+            // Loaded before the trainer restores a checkpoint, so a resumed run continues its own weights.
+            let file = run.path(initial)
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw TorchError("caa.init_weights: no file at \(file.path)")
+            }
+            try model.loadCAA(contentsOf: file)
+        }
         trained = model.caaBlocks
     }
 
