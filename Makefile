@@ -235,7 +235,8 @@ paper: setup
 	  --out results/paper
 
 # The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
-# synthetic rooms → the VAE → latent cache → UNet + text encoder → the in-domain CLIP → CAA. Each
+# synthetic rooms → the VAE → latent cache → UNet + text encoder → the VAE's decoder fine-tuned →
+# the in-domain CLIP → CAA (two stages). Each
 # stage prints its time; every run resumes from its latest checkpoint (a finished run only rewrites
 # its model folder), so an interrupted `make pretrain` continues where it stopped.
 MINI_INIT := $(CACHE)/models/miniature-init
@@ -254,12 +255,17 @@ pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	stage $$bd eval --run mini_autoencoder; \
 	[ -f results/cache/mini_text_to_image.h5 ] || stage $$bd cache build --config experiments/miniature/text_to_image.yaml; \
 	stage $$bd train experiments/miniature/text_to_image.yaml --resume; \
+	stage $$bd train experiments/miniature/vae_decoder.yaml --resume; \
+	stage $$bd eval --run mini_vae_decoder; \
 	stage $$bd train experiments/miniature/clip.yaml --resume; \
 	stage $$bd train experiments/miniature/caa.yaml --resume; \
-	stage $$bd publish --run mini_text_to_image --config experiments/miniature/text_to_image.yaml \
-	  --earlier mini_autoencoder=experiments/miniature/autoencoder.yaml --out $(MINIATURE)/sd; \
+	stage $$bd train experiments/miniature/caa_stage2.yaml --resume; \
+	stage $$bd publish --run mini_vae_decoder --config experiments/miniature/vae_decoder.yaml \
+	  --earlier mini_text_to_image=experiments/miniature/text_to_image.yaml \
+	  mini_autoencoder=experiments/miniature/autoencoder.yaml --out $(MINIATURE)/sd; \
 	stage $$bd publish --run mini_clip --config experiments/miniature/clip.yaml --out $(MINIATURE)/clip; \
-	stage $$bd publish --run mini_caa --config experiments/miniature/caa.yaml --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
+	stage $$bd publish --run mini_caa_stage2 --config experiments/miniature/caa_stage2.yaml \
+	  --earlier mini_caa=experiments/miniature/caa.yaml --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
 parity-full: setup

@@ -52,7 +52,7 @@ public struct ResultsTable: Equatable, Sendable {
 
     /// Display names of the evaluated systems (`RunRegistry.Evaluation.system`).
     static let systemNames = ["model": "CAA (this project)", "baseline": "SD, independent views (this project)",
-                              "ground-truth": "ground-truth views"]
+                              "ground-truth": "ground-truth views", "ground-truth-vae": "ground-truth views through the VAE"]
 
     /// The newest evaluation of each system of each run on `split` (runs in registry order; only
     /// `runNames` when given), then the published rows.
@@ -81,7 +81,7 @@ public struct ResultsTable: Equatable, Sendable {
             // A run on the synthetic rooms is the miniature (docs/models.md#miniature-sd): its rows say so,
             // since their numbers are not comparable with the published Matterport3D rows beside them.
             let miniature = runs.last { $0.name == name }.map { isSyntheticRooms($0.config) } ?? false
-            for system in ["model", "baseline", "ground-truth"] {
+            for system in ["model", "baseline", "ground-truth", "ground-truth-vae"] {
                 let rated = userScores["\(name)/\(system)"]
                 var row: Row
                 if let latest = evaluations.last(where: { $0.system == system }) {

@@ -65,6 +65,8 @@ public struct MiniaturePaper {
             o.device = options.device
             o.batchSize = options.batchSize
             o.caaWeights = system == .model ? caaFolder.appendingPathComponent(ModelRelease.caaFile) : nil
+            // Once: the VAE is the same for both systems.
+            o.vaeRoundTrip = system == .model
             return try RunEvaluator(run: run, split: .test, options: o).evaluate(registry: registry)
         }
         let baseline = try evaluate(.baseline)

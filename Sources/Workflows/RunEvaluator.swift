@@ -16,7 +16,8 @@ import Torch
 /// - CLIP score of each view against its own prompt, views then scenes averaged, when a CLIP model is
 ///   given;
 /// - consistency: overlap PSNR of neighbouring views (`ViewConsistency`) for the generated views and
-///   the ground truth, and their ratio.
+///   the ground truth, and their ratio; with `vaeRoundTrip`, also for the ground-truth views after the
+///   VAE's encoder and decoder (docs/metrics.md#consistency-through-the-vae).
 /// A metric that cannot be computed is recorded as missing with its reason, never as a number.
 public final class RunEvaluator {
     public enum System: String, Sendable { case model, baseline }
@@ -35,6 +36,8 @@ public final class RunEvaluator {
         public var batchSize = 16
         /// CAA weights to evaluate instead of the run's latest checkpoint (a release's `caa.safetensors`).
         public var caaWeights: URL?
+        /// Also record the consistency of the real views through the VAE (system `ground-truth-vae`).
+        public var vaeRoundTrip = false
 
         public init(inceptionWeights: URL) { self.inceptionWeights = inceptionWeights }
     }
@@ -43,6 +46,8 @@ public final class RunEvaluator {
         /// What was recorded for the system, and for the ground-truth views (consistency only).
         public var evaluation: RunRegistry.Evaluation
         public var groundTruth: RunRegistry.Evaluation
+        /// The real views through the VAE (consistency only), when `vaeRoundTrip` asked for them.
+        public var groundTruthThroughVAE: RunRegistry.Evaluation?
         public var scenesGenerated: Int
         public var scenesReused: Int
         public var viewsFolder: URL
@@ -138,7 +143,18 @@ public final class RunEvaluator {
                                                  .clipScore: notApplicable, .userScore: "no user study recorded"]))
         try registry.record(evaluation)
         try registry.record(groundTruth)
-        return Report(evaluation: evaluation, groundTruth: groundTruth, scenesGenerated: made,
+        var throughVAE: RunRegistry.Evaluation?
+        if options.vaeRoundTrip {
+            let roundTrip = try consistency(vaeRoundTrip(scenes), scenes)
+            let reason = "not computed for the real views through the VAE (recorded for consistency only)"
+            throughVAE = RunRegistry.Evaluation(
+                runId: run.record?.id, system: "ground-truth-vae", checkpoint: nil, split: split, count: images.count,
+                consistencyPsnr: roundTrip.psnr, consistencyRatio: roundTrip.ratio(to: truth),
+                notes: RunRegistry.Evaluation.notes([.fid: reason, .inceptionScore: reason, .clipScore: reason,
+                                                     .userScore: "no user study recorded"]))
+            try registry.record(throughVAE!)
+        }
+        return Report(evaluation: evaluation, groundTruth: groundTruth, groundTruthThroughVAE: throughVAE, scenesGenerated: made,
                       scenesReused: scenes.count - made, viewsFolder: store.folder, referenceStatistics: referenceURL,
                       referenceStatisticsReused: reused)
     }
@@ -215,6 +231,23 @@ public final class RunEvaluator {
         progress.finish()
         try statistics.save(to: url, provenance: provenance)
         return (statistics, url, false)
+    }
+
+    /// Each scene's real views encoded (posterior mean) and decoded by the base model's VAE, as uint8:
+    /// what a latent model that drew exactly the real views would show, so the consistency the VAE
+    /// alone leaves possible.
+    func vaeRoundTrip(_ scenes: [EvaluationScene]) throws -> [Tensor] {
+        let vae = try AutoencoderKL.load(from: ModelFolder(url: run.baseModel).vae, device: options.device)
+        let progress = ProgressReporter(title: "VAE round trip (real \(dataset.split) views)", total: scenes.count)
+        defer { progress.finish() }
+        return try scenes.enumerated().map { index, scene in
+            let pixels = try withNoGrad {
+                let x = try scene.groundTruth.to(dtype: .float32, device: options.device) / 127.5 - 1
+                return try vae.decode(vae.encode(x).mean).signedToUInt8()
+            }
+            progress.update(index + 1)
+            return pixels
+        }
     }
 
     func consistency(_ views: [Tensor], _ scenes: [EvaluationScene]) throws -> ConsistencyScore {

@@ -34,6 +34,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "FID Inception weights (default: evaluation.inception_weights, else the fetched NVIDIA archive).")
     var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
+    @Flag(help: "Also the consistency of the real views through the model's VAE: what a latent model can reach at most (docs/metrics.md#consistency-through-the-vae).")
+    var vaeRoundTrip = false
     @Option(help: "A text-to-image run: evaluate this diffusers folder instead of the run's model (e.g. its untrained start).")
     var model: String?
     @Option(help: "A text-to-image run: the name its generated views are kept under (default: model, or the --model folder's name).")
@@ -75,6 +77,7 @@ struct EvalCommand: ParsableCommand {
         options.clipModel = try target.clipModel(override: clip)
         options.device = try device.resolved(default: target.config.training.device)
         options.batchSize = batchSize
+        options.vaeRoundTrip = vaeRoundTrip
         let report = try RunEvaluator(run: target, split: split, options: options).evaluate(registry: registry)
 
         let e = report.evaluation
@@ -87,6 +90,9 @@ struct EvalCommand: ParsableCommand {
         print("CLIP score   \(value(e.clipScore))")
         print("consistency  \(value(e.consistencyPsnr, "%.2f")) dB (ground truth \(value(report.groundTruth.consistencyPsnr, "%.2f")) dB, " +
               "ratio \(value(e.consistencyRatio, "%.3f")))")
+        if let vae = report.groundTruthThroughVAE {
+            print("through VAE  \(value(vae.consistencyPsnr, "%.2f")) dB for the real views after the VAE (ratio \(value(vae.consistencyRatio, "%.3f")))")
+        }
         for (metric, note) in e.metricNotes.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where metric != .userScore {
             print("note: \(note)")
         }

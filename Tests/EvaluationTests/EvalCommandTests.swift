@@ -160,6 +160,29 @@ final class EvalCommandTests: XCTestCase {
         let model = try XCTUnwrap(try registry.evaluations(runID: run.id).last { $0.system == "model" })
         XCTAssertEqual(model.checkpoint, release.appendingPathComponent("caa/caa.safetensors").standardizedFileURL.path)
         XCTAssertNotNil(model.clipScore, "the release's CLIP scores the views")
+        // The real views through the release's VAE: recorded once, tabled, and the reference's number
+        // (diffusers' AutoencoderKL, then the consistency reference) on the same views.
+        let throughVAE = try registry.evaluations(runID: run.id).filter { $0.system == "ground-truth-vae" }
+        XCTAssertEqual(throughVAE.count, 1)
+        let truth = try XCTUnwrap(try registry.evaluations(runID: run.id).last { $0.system == "ground-truth" })
+        let roundTrip = try XCTUnwrap(throughVAE.first?.consistencyPsnr)
+        XCTAssertEqual(try XCTUnwrap(throughVAE.first?.consistencyRatio), roundTrip / (try XCTUnwrap(truth.consistencyPsnr)), accuracy: 1e-12)
+        XCTAssertTrue(rows.contains { $0.hasPrefix("ground-truth views through the VAE") }, csv)
+        let sample = try Matterport3D(root: workspace.appendingPathComponent("rooms"), split: "test",
+                                      views: ViewOptions(resolution: 64)).sample(at: 0, yawOffset: 0)
+        let realViews = workspace.appendingPathComponent("real.safetensors"), decoded = workspace.appendingPathComponent("decoded.safetensors")
+        try Safetensors.save(["views": sample.images.signedToUInt8().unsqueeze(0), "yaws": Tensor(sample.yaws, shape: [8]),
+                              "fov": Tensor([90.0], shape: [1])], to: realViews)
+        let python = try TestSupport.runPythonTool("vae_round_trip_reference.py",
+                                                   [realViews.path, release.appendingPathComponent("sd/vae").path, decoded.path])
+        XCTAssertEqual(python.status, 0, python.output)
+        let reference = try TestSupport.runPythonTool("consistency_reference.py", [decoded.path])
+        XCTAssertEqual(reference.status, 0, reference.output)
+        let json = try JSONSerialization.jsonObject(with: Data(reference.output.utf8)) as? [String: Any]
+        // Float rounding can move a pixel by one level; a dB of difference would be a different protocol.
+        print("consistency through the VAE: Backdrop \(roundTrip) dB, diffusers reference \(json?["mean"] ?? "-") dB")
+        XCTAssertEqual(try XCTUnwrap(json?["mean"] as? Double), roundTrip, accuracy: 0.02)
+
         // The sheet: per scene the baseline's panorama above CAA's.
         let sheet = try Image(contentsOf: workspace.appendingPathComponent("paper/contact-sheet.png")).tensor(.uint8)
         let panorama = try Image(contentsOf: workspace.appendingPathComponent("paper/run/eval/test/baseline")
