@@ -51,18 +51,9 @@ public final class LatentCache {
     /// The parts of a model folder a cache's contents come from: a new UNet or scheduler leaves it valid.
     static let cachedComponents = ["vae", "text_encoder", "tokenizer"]
 
-    /// `ContentHash` of the cached components' files (relative paths and bytes, in sorted path order).
+    /// `ContentHash` of the cached components' files.
     static func fingerprint(_ model: URL) throws -> String {
-        var hash = ContentHash()
-        let files = (FileManager.default.enumerator(atPath: model.path)?.allObjects as? [String] ?? []).sorted()
-        for relative in files where cachedComponents.contains(where: { relative.hasPrefix($0 + "/") }) {
-            let file = model.appendingPathComponent(relative)
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            hash.update(relative)
-            try hash.update(contentsOf: file)
-        }
-        return hash.hex
+        try ModelFolder(url: model).contentHash(components: cachedComponents)
     }
 
     /// The attributes a cache for `run` must carry (the model folder's cached components are fingerprinted).

@@ -225,6 +225,22 @@ public struct ModelFolder {
         return folder
     }
 
+    /// `ContentHash` of the folder's files (relative paths and bytes, in sorted path order): all of
+    /// them, or those of `components` only. What was made from the folder is keyed by it, so that new
+    /// weights under the same path are never mistaken for the old.
+    public func contentHash(components: [String]? = nil) throws -> String {
+        var hash = ContentHash()
+        let files = (FileManager.default.enumerator(atPath: url.path)?.allObjects as? [String] ?? []).sorted()
+        for relative in files where components.map({ $0.contains { relative.hasPrefix($0 + "/") } }) ?? true {
+            let file = url.appendingPathComponent(relative)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: file.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            hash.update(relative)
+            try hash.update(contentsOf: file)
+        }
+        return hash.hex
+    }
+
     public var unet: URL { get throws { try directory("unet") } }
     public var vae: URL { get throws { try directory("vae") } }
     public var textEncoder: URL { get throws { try directory("text_encoder") } }

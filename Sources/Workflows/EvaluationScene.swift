@@ -47,6 +47,9 @@ public struct GeneratedViewStore {
     public struct Settings: Codable, Equatable {
         public var system: String
         public var baseModel: String
+        /// `ModelFolder.contentHash` of the base model: new weights under the same path (a republished
+        /// release, a fine-tuned decoder) change the pixels too.
+        public var baseModelHash: String?
         /// The checkpoint folder's name and a fingerprint of its weights (a retrained run reuses step names).
         public var checkpoint: String?
         public var checkpointHash: String?

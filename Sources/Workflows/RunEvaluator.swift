@@ -184,8 +184,9 @@ public final class RunEvaluator {
     func generatedViews(_ scenes: [EvaluationScene], store: GeneratedViewStore) throws -> ([Tensor], Int) {
         let views = dataset.views
         let checkpointHash = try weights.map { try ContentHash.of($0.file) }
+        let modelHash = try ModelFolder(url: run.baseModel).contentHash()
         func settings(_ scene: EvaluationScene) -> GeneratedViewStore.Settings {
-            .init(system: options.system.rawValue, baseModel: run.baseModel.path,
+            .init(system: options.system.rawValue, baseModel: run.baseModel.path, baseModelHash: modelHash,
                   checkpoint: weights?.name, checkpointHash: checkpointHash,
                   prompts: scene.prompts, steps: options.steps, guidance: options.guidance,
                   seed: options.seed &+ UInt64(scene.index), resolution: views.resolution, views: views.count)

@@ -3,6 +3,7 @@ import Foundation
 import Geometry
 import Media
 import MultiView
+import StableDiffusion
 import Support
 import Torch
 
@@ -41,8 +42,10 @@ public struct StudyPanoramas {
             let weights = system.baseline ? nil : try system.run.checkpoint().weights
             let layout = try system.run.layout()
             let hash = try weights.map { try ContentHash.of($0) }
+            let modelHash = try ModelFolder(url: system.run.baseModel).contentHash()
             func settings(_ index: Int) -> GeneratedViewStore.Settings {
                 .init(system: system.baseline ? "baseline" : "model", baseModel: system.run.baseModel.path,
+                      baseModelHash: modelHash,
                       checkpoint: weights?.deletingLastPathComponent().lastPathComponent, checkpointHash: hash,
                       prompts: [prompts[index]], steps: steps, guidance: guidance, seed: seed &+ UInt64(index),
                       resolution: layout.resolution, views: layout.count)

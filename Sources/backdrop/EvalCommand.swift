@@ -34,7 +34,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "FID Inception weights (default: evaluation.inception_weights, else the fetched NVIDIA archive).")
     var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
-    @Flag(help: "Also the consistency of the real views through the model's VAE: what a latent model can reach at most (docs/metrics.md#consistency-through-the-vae).")
+    @Flag(help: "Also the consistency of the real views through the model's VAE: what a model that drew exactly the real views would score (docs/metrics.md#consistency-through-the-vae).")
     var vaeRoundTrip = false
     @Option(help: "A text-to-image run: evaluate this diffusers folder instead of the run's model (e.g. its untrained start).")
     var model: String?

@@ -60,6 +60,9 @@ struct PaperCommand: ParsableCommand {
         options.device = try device.resolved()
         try FileManager.default.createDirectory(at: options.out, withIntermediateDirectories: true)
         let report = try MiniaturePaper(options: options).run(registry: RunRegistry(url: registry.url))
+        for (system, evaluated) in [("baseline", report.baseline), ("CAA", report.model)] {
+            print("\(system): scenes \(evaluated.scenesReused) reused, \(evaluated.scenesGenerated) generated, in \(evaluated.viewsFolder.path)")
+        }
         print(report.table.render(.md))
         print("wrote \(report.tableFiles.map(\.path).joined(separator: ", ")), \(report.contactSheet.path) and \(report.contactSheetPrompts.path)")
     }

@@ -196,6 +196,17 @@ final class EvalCommandTests: XCTestCase {
         let again = try backdrop(["paper", "--release", "release", "--dataset", "rooms", "--panoramas", "1", "--steps", "2",
                                   "--out", "paper", "--device", "cpu"] + common)
         XCTAssertEqual(try registry.runs().filter { $0.name == "miniature" }.count, 1, again.output)
+        XCTAssertTrue(again.output.contains("baseline: scenes 1 reused, 0 generated"), again.output)
+        XCTAssertTrue(again.output.contains("CAA: scenes 1 reused, 0 generated"), again.output)
+        // New weights under the same path (a republished SD) make the views again.
+        let vaeConfig = release.appendingPathComponent("sd/vae/config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: vaeConfig)) as? [String: Any])
+        config["_republished"] = true
+        try JSONSerialization.data(withJSONObject: config).write(to: vaeConfig)
+        let republished = try backdrop(["paper", "--release", "release", "--dataset", "rooms", "--panoramas", "1", "--steps", "2",
+                                        "--out", "paper", "--device", "cpu"] + common)
+        XCTAssertTrue(republished.output.contains("baseline: scenes 0 reused, 1 generated"), republished.output)
+        XCTAssertTrue(republished.output.contains("CAA: scenes 0 reused, 1 generated"), republished.output)
     }
 
     func testBadInputNamesTheCulprit() throws {
