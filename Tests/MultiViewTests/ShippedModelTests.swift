@@ -39,8 +39,15 @@ final class ShippedModelTests: XCTestCase {
             }
         }
         XCTAssertLessThanOrEqual(bytes, 60 * 1_048_576, "models/miniature holds \(bytes) bytes")
-        let stages = try XCTUnwrap(try manifest("sd")["earlier_stages"] as? [[String: Any]])
-        XCTAssertEqual(stages.map { $0["task"] as? String }, ["autoencoder"], "the SD folder's VAE names its run")
+        // The SD folder names a run for each of its trained parts: the UNet and text encoder (text_to_image),
+        // the VAE's encoder (autoencoder) and its fine-tuned decoder (the folder's own run).
+        let sd = try manifest("sd")
+        let stages = try XCTUnwrap(sd["earlier_stages"] as? [[String: Any]])
+        XCTAssertEqual(sd["task"] as? String, "autoencoder")
+        XCTAssertEqual((sd["config"] as? [String: Any]).flatMap { ($0["autoencoder"] as? [String: Any])?["trainable"] as? String }, "decoder")
+        XCTAssertEqual(stages.map { $0["task"] as? String }, ["text_to_image", "autoencoder"], "the SD folder's parts name their runs")
+        let caaStages = try XCTUnwrap(try manifest("caa")["earlier_stages"] as? [[String: Any]])
+        XCTAssertEqual(caaStages.map { $0["task"] as? String }, ["caa"], "stage 2's blocks name the run they started from")
     }
 
     /// diffusers' StableDiffusionPipeline loads the shipped folder and, from the same initial latents,
