@@ -153,6 +153,30 @@ public final class CLIPModel: Module {
         return model
     }
 
+    /// The text tower as a standalone `CLIPTextModel`, the form in which Stable Diffusion uses CLIP's
+    /// text encoder: the same `text_model.…` tensors (copied), without the projection.
+    public func textEncoder() throws -> CLIPTextModel {
+        let encoder = try CLIPTextModel(config: config.text_config)
+        let tower = stateDict().filter { $0.key.hasPrefix("text_model.") }
+        try encoder.loadStateDict(tower)
+        try encoder.to(device: text_projection.weight.device, dtype: text_projection.weight.dtype)
+        return encoder
+    }
+
+    /// The text encoder held by `directory`: a joint `CLIPModel` folder's text tower, or a
+    /// `CLIPTextModel` folder as it is (told apart by `model_type`, as transformers does).
+    public static func textEncoder(from directory: URL, dtype: DType? = nil, device: Device = .cpu) throws -> CLIPTextModel {
+        let file = directory.appendingPathComponent("config.json")
+        let modelType = try ConfigFile.object(from: file)["model_type"] as? String
+        switch modelType {
+        case "clip": return try load(from: directory, dtype: dtype, device: device).textEncoder()
+        case "clip_text_model": return try CLIPTextModel.load(from: directory, dtype: dtype, device: device)
+        default:
+            throw LoadingError(file: file.path, key: "model_type",
+                               "expected \"clip\" or \"clip_text_model\", found \(modelType.map { "\"\($0)\"" } ?? "none")")
+        }
+    }
+
     /// `get_image_features`: `pixelValues` float `[B, 3, S, S]` (the processor's output) → `[B, E]`,
     /// the projected, unnormalised embedding of the class token.
     public func imageEmbeddings(_ pixelValues: Tensor) throws -> Tensor {

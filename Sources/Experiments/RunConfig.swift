@@ -203,6 +203,11 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         public var captionDropout: Double = 0.1
         /// γ of Min-SNR-γ loss weighting (docs/models.md#min-snr); nil: SD's plain mean.
         public var snrGamma: Double?
+        /// A transformers `CLIPModel` (or `CLIPTextModel`) folder whose text tower replaces the base's
+        /// text encoder before training (docs/models.md#a-pretrained-text-encoder).
+        public var textEncoderInit: String?
+        /// Whether the text encoder trains with the UNet; false keeps it frozen, as SD keeps CLIP's.
+        public var trainTextEncoder: Bool = true
     }
 
     /// Section `distributed` (optional): how the processes of a data-parallel run talk
@@ -346,6 +351,8 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         if let gamma = textToImage.snrGamma, !(gamma.isFinite && gamma > 0) {
             throw ConfigError(file: file, key: "text_to_image.snr_gamma", message: "must be a positive number, got \(gamma)")
         }
+        textToImage.textEncoderInit = try x.string("text_encoder_init")
+        textToImage.trainTextEncoder = try x.bool("train_text_encoder", default: textToImage.trainTextEncoder)
         try x.finish()
 
         let o = try root.section("optimizer")

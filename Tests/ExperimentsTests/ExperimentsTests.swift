@@ -77,6 +77,10 @@ final class RunConfigTests: XCTestCase {
                           key: "text_to_image.caption_dropout", contains: "[0, 1)")
         assertConfigError(minimal + "\ntask: text_to_image\ntext_to_image: {snr_gamma: 0}",
                           key: "text_to_image.snr_gamma", contains: "positive")
+        assertConfigError(minimal + "\ntask: text_to_image\ntext_to_image: {train_text_encoder: maybe}",
+                          key: "text_to_image.train_text_encoder", contains: "maybe")
+        assertConfigError(minimal + "\ntask: caa\ntext_to_image: {text_encoder_init: clip}",
+                          key: "text_to_image.text_encoder_init", contains: "task text_to_image only")
         assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {kl_weight: -1}", key: "autoencoder.kl_weight",
                           contains: "negative")
         assertConfigError(minimal + "\ntraining: {ema_decay: 1}", key: "training.ema_decay", contains: "[0, 1)")
@@ -128,9 +132,17 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(t2i.training.emaDecay, 0.999)
         XCTAssertEqual(t2i.training.maxGradNorm, 1.0)
         let json = try t2i.json()
-        XCTAssertTrue(json.contains("\"text_to_image\":{\"caption_dropout\":0.2}"), json)
+        XCTAssertTrue(json.contains("\"text_to_image\":{\"caption_dropout\":0.2,\"train_text_encoder\":true}"), json)
         XCTAssertFalse(json.contains("\"caa\""), json)
         XCTAssertEqual(try RunConfig.parse(yaml: json, file: "registry"), t2i)
+        let frozen = try RunConfig.parse(yaml: minimal + """
+
+            task: text_to_image
+            text_to_image: {text_encoder_init: results/runs/clip/model, train_text_encoder: false}
+            """, file: "t2i.yaml")
+        XCTAssertEqual(frozen.textToImage.textEncoderInit, "results/runs/clip/model")
+        XCTAssertFalse(frozen.textToImage.trainTextEncoder)
+        XCTAssertEqual(try RunConfig.parse(yaml: frozen.json(), file: "registry"), frozen)
 
         let vae = try RunConfig.parse(yaml: minimal + "\ntask: autoencoder", file: "vae.yaml")
         XCTAssertEqual(vae.autoencoder.klWeight, 1e-6)

@@ -1,5 +1,6 @@
 import BackdropTestSupport
 import Datasets
+import Evaluation
 import Experiments
 import Foundation
 import Media
@@ -159,6 +160,69 @@ final class TrainingTaskTests: XCTestCase {
         }
         XCTAssertThrowsError(try ModelRelease.write(run: run, to: release)) { error in
             XCTAssertTrue("\(error)".contains("has not finished"), "a run without its registry row is refused: \(error)")
+        }
+    }
+
+    /// A random transformers `CLIPModel` folder whose text tower fits the tiny SD's UNet (width 32,
+    /// the real vocabulary) but uses another activation than the tiny SD's text encoder (quick GELU).
+    func writeTinyCLIP() throws -> URL {
+        let folder = try TestSupport.temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        let config = """
+            {"model_type": "clip", "projection_dim": 16,
+             "text_config": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 2},
+             "vision_config": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                               "image_size": 32, "patch_size": 16}}
+            """
+        try Data(config.utf8).write(to: folder.appendingPathComponent("config.json"))
+        let clip = try CLIPModel(config: CLIPConfig.load(folder))
+        try Safetensors.save(clip.stateDict(), to: folder.appendingPathComponent("model.safetensors"))
+        return folder
+    }
+
+    /// `text_encoder_init` + `train_text_encoder: false` (SD's frozen CLIP): the UNet learns under the
+    /// CLIP's text tower, which stays exactly as it was; the written folder's text encoder is that
+    /// tower, with the CLIP's activation in its config, and checkpoints hold the UNet only.
+    func testTextToImageUnderAFrozenCLIPTextTower() throws {
+        let clipFolder = try writeTinyCLIP()
+        let (trainer, run) = try assertTrainingLowersTheFixedBatchLoss(
+            task: "text_to_image", extra: "text_to_image: {text_encoder_init: \(clipFolder.path), train_text_encoder: false}",
+            factor: 0.9)
+        let task = try XCTUnwrap(trainer.task as? TextToImageTask)
+        XCTAssertEqual(task.checkpointFormat, "text-to-image-unet-v1")
+        let clip = try CLIPModel.load(from: clipFolder)
+        let tower = clip.stateDict().filter { $0.key.hasPrefix("text_model.") }
+        XCTAssertEqual(Set(task.textEncoder.stateDict().keys), Set(tower.keys))
+        for (name, tensor) in task.textEncoder.stateDict() {
+            XCTAssertEqual(try TestSupport.maxAbsDifference(tensor, XCTUnwrap(tower[name])), 0, "\(name) moved while frozen")
+        }
+        let saved = try SafetensorsFile(url: run.checkpoint(.latest).weights).loadAll()
+        XCTAssertTrue(saved.keys.allSatisfy { $0.hasPrefix("unet.") }, "\(saved.keys.filter { !$0.hasPrefix("unet.") })")
+        XCTAssertEqual(saved.count, task.unet.stateDict().count)
+
+        // The folder's text encoder computes what the CLIP's text tower computes (the base's text
+        // encoder config says gelu; the tower is quick GELU).
+        let written = try StableDiffusionPipeline.load(from: run.modelDirectory)
+        XCTAssertEqual(written.textEncoder.config.hidden_act, "quick_gelu")
+        XCTAssertEqual(try CLIPTextConfig.load(ModelFolder(url: TestSupport.tinyStableDiffusion()).textEncoder).hidden_act, "gelu")
+        let ids = try written.tokenizer(["a bedroom with a pale blue wall", ""])
+        let reference = try clip.text_model(ids).lastHiddenState
+        XCTAssertLessThanOrEqual(try TestSupport.maxAbsDifference(written.textEncoder(ids), reference), 1e-6)
+        for (name, tensor) in task.unet.stateDict() {
+            XCTAssertEqual(try TestSupport.maxAbsDifference(written.unet.stateDict()[name]!, tensor), 0, name)
+        }
+    }
+
+    func testTextEncoderInitNamesItsKey() throws {
+        let (run, registry) = try workspace(task: "text_to_image", extra: "text_to_image: {text_encoder_init: no-such-clip}", steps: 1)
+        XCTAssertThrowsError(try Trainer(run: run, registry: registry)) { error in
+            XCTAssertTrue("\(error)".contains("text_to_image.text_encoder_init"), "\(error)")
+            XCTAssertTrue("\(error)".contains("no-such-clip"), "\(error)")
+        }
+        // A folder of another kind of model is refused by its model_type.
+        let vaeFolder = try ModelFolder(url: TestSupport.tinyStableDiffusion()).vae
+        XCTAssertThrowsError(try CLIPModel.textEncoder(from: vaeFolder)) { error in
+            XCTAssertTrue("\(error)".contains("model_type"), "\(error)")
         }
     }
 
