@@ -39,15 +39,31 @@ final class ShippedModelTests: XCTestCase {
             }
         }
         XCTAssertLessThanOrEqual(bytes, 60 * 1_048_576, "models/miniature holds \(bytes) bytes")
-        // The SD folder names a run for each of its trained parts: the UNet and text encoder (text_to_image),
-        // the VAE's encoder (autoencoder) and its fine-tuned decoder (the folder's own run).
+        // The SD folder names a run for each of its trained parts: the UNet (the folder's own run), its
+        // text encoder (the in-domain CLIP's tower), the VAE's decoder (fine-tuned), the UNet's first
+        // stage and the VAE's encoder.
         let sd = try manifest("sd")
         let stages = try XCTUnwrap(sd["earlier_stages"] as? [[String: Any]])
-        XCTAssertEqual(sd["task"] as? String, "autoencoder")
-        XCTAssertEqual((sd["config"] as? [String: Any]).flatMap { ($0["autoencoder"] as? [String: Any])?["trainable"] as? String }, "decoder")
-        XCTAssertEqual(stages.map { $0["task"] as? String }, ["text_to_image", "autoencoder"], "the SD folder's parts name their runs")
+        XCTAssertEqual(sd["task"] as? String, "text_to_image")
+        let t2i = try XCTUnwrap((sd["config"] as? [String: Any])?["text_to_image"] as? [String: Any])
+        XCTAssertEqual(t2i["train_text_encoder"] as? Bool, false)
+        XCTAssertEqual(stages.map { $0["task"] as? String }, ["clip", "autoencoder", "text_to_image", "autoencoder"],
+                       "the SD folder's parts name their runs")
         let caaStages = try XCTUnwrap(try manifest("caa")["earlier_stages"] as? [[String: Any]])
-        XCTAssertEqual(caaStages.map { $0["task"] as? String }, ["caa"], "stage 2's blocks name the run they started from")
+        XCTAssertEqual(caaStages.map { $0["task"] as? String }, ["caa", "caa"], "the blocks name the runs they started from")
+    }
+
+    /// The shipped SD's text encoder is the shipped CLIP's text tower, tensor for tensor (both stored
+    /// in fp16 from the same fp32 weights), so the CLIP score reads captions as the generator does.
+    func testTheSDTextEncoderIsTheShippedCLIPsTextTower() throws {
+        let encoder = try CLIPTextModel.load(from: release.appendingPathComponent("sd/text_encoder"))
+        let clip = try CLIPModel.load(from: release.appendingPathComponent("clip"))
+        let tower = clip.stateDict().filter { $0.key.hasPrefix("text_model.") }
+        XCTAssertEqual(Set(encoder.stateDict().keys), Set(tower.keys))
+        for (name, tensor) in encoder.stateDict() {
+            XCTAssertEqual(try TestSupport.maxAbsDifference(tensor, XCTUnwrap(tower[name])), 0, name)
+        }
+        XCTAssertEqual(encoder.config.hidden_act, clip.config.text_config.hidden_act)
     }
 
     /// diffusers' StableDiffusionPipeline loads the shipped folder and, from the same initial latents,
