@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch half of `backdrop-bench --text-to-image` (TextToImageBench.swift): one training step of
-the miniature SD's second stage in diffusers and transformers — UNet and CLIP text encoder built
-from a model folder's configs, ε-MSE on a batch of latents, backward through both, AdamW on both —
-timed as every other workload (median after warm-up, wall and process CPU). Prints JSON.
+the miniature SD in diffusers and transformers — UNet and CLIP text encoder built from a model
+folder's configs, ε-MSE on a batch of latents, AdamW — with the text encoder trained beside the UNet
+(stage 2) or frozen under no_grad (--frozen-text 1, stage 2c), timed as every other workload (median
+after warm-up, wall and process CPU). Prints JSON.
 
-    python tools/bench_t2i_reference.py --model DIR [--batch 32] [--threads 2] [--repeats 3]
+    python tools/bench_t2i_reference.py --model DIR [--batch 32] [--threads 2] [--repeats 3] [--frozen-text 0|1]
 """
 import argparse
 import json
@@ -24,6 +25,7 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frozen-text", type=int, choices=(0, 1), default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers import UNet2DConditionModel
@@ -32,17 +34,27 @@ def main():
     torch.manual_seed(0)
     before = reset_peak()
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(args.model, subfolder="unet")).train()
-    text = CLIPTextModel(CLIPTextConfig.from_pretrained(args.model, subfolder="text_encoder")).train()
+    text = CLIPTextModel(CLIPTextConfig.from_pretrained(args.model, subfolder="text_encoder"))
+    if args.frozen_text:
+        text.eval().requires_grad_(False)
+    else:
+        text.train()
     size = unet.config.sample_size
     latents = torch.randn(args.batch, unet.config.in_channels, size, size)
     noise = torch.randn_like(latents)
     timesteps = torch.randint(0, 1000, (args.batch,))
     ids = torch.randint(0, text.config.vocab_size, (args.batch, 77))
-    optimizer = torch.optim.AdamW(list(unet.parameters()) + list(text.parameters()), lr=1e-4, weight_decay=0.01)
+    trained = list(unet.parameters()) + ([] if args.frozen_text else list(text.parameters()))
+    optimizer = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.01)
     baseline = reset_peak()
 
     def step():
-        prediction = unet(latents, timesteps, text(ids).last_hidden_state).sample
+        if args.frozen_text:
+            with torch.no_grad():
+                context = text(ids).last_hidden_state
+        else:
+            context = text(ids).last_hidden_state
+        prediction = unet(latents, timesteps, context).sample
         F.mse_loss(prediction, noise).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

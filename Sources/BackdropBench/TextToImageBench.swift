@@ -1,8 +1,9 @@
-// The miniature SD's second-stage training step (`make bench-pretrain`, issue 13): Backdrop's UNet
+// The miniature SD's text-to-image training step (`make bench-pretrain`, issue 13): Backdrop's UNet
 // and CLIP text encoder against diffusers' and transformers' on the same LibTorch and thread count,
-// both built from the configs of the untrained miniature folder (tools/make_tiny_sd.py --preset
-// miniature): ε-MSE on a batch of 16² latents, backward through both networks, AdamW on both. Each
-// side runs in a fresh process (`backdrop-bench --t2i-child DIR`, tools/bench_t2i_reference.py);
+// both built from the configs of the shipped folder (models/miniature/sd): ε-MSE on a batch of 16²
+// latents, AdamW. Two steps are timed, as the miniature's stages train: the text encoder trained with
+// the UNet (stage 2) and frozen under no-grad, the UNet alone trained (stage 2c, the shipped model).
+// Each side runs in a fresh process (`backdrop-bench --t2i-child DIR`, tools/bench_t2i_reference.py);
 // time is the median step after one warm-up step.
 import Foundation
 import StableDiffusion
@@ -11,14 +12,14 @@ import Torch
 enum TextToImageBench {
     static let batch = 32
 
-    /// The miniature folder: `$BACKDROP_CACHE/models/miniature-init` (`make pretrain` writes it).
-    static var modelFolder: URL {
-        let cache = ProcessInfo.processInfo.environment["BACKDROP_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? NSHomeDirectory() + "/.cache/backdrop"
-        return URL(fileURLWithPath: cache).appendingPathComponent("models/miniature-init")
-    }
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
-    /// In a child process (`--t2i-child DIR --threads N --repeats N`): prints the step's JSON report.
+    /// The shipped miniature SD, whose configs both sides build their fresh networks from.
+    static var modelFolder: URL { repositoryRoot.appendingPathComponent("models/miniature/sd") }
+
+    /// In a child process (`--t2i-child DIR --threads N --repeats N --frozen-text 0|1`): prints the
+    /// step's JSON report.
     static func runChildIfRequested(_ arguments: [String] = CommandLine.arguments) -> Int32? {
         guard let request = ChildRequest(flag: "--t2i-child", arguments) else { return nil }
         Runtime.threads = request.integer("--threads", 2)
@@ -27,18 +28,20 @@ enum TextToImageBench {
             let before = UNetBench.resetPeakMemory()
             let unet = try UNet2DConditionModel(config: ConfigFile.decode(UNet2DConditionConfig.self, from: folder.configURL("unet")))
             let text = try CLIPTextModel(config: CLIPTextConfig.load(folder.configURL("text_encoder")))
+            let frozenText = request.integer("--frozen-text", 0) != 0
             unet.train()
-            text.train()
+            if frozenText { text.freeze() } else { text.train() }
             let g = try Generator(seed: 0)
             let size = unet.config.sample_size ?? 16
             let latents = try Tensor.randn([batch, unet.config.in_channels, size, size], generator: g)
             let noise = try Tensor.randn(latents.shape, generator: g)
             let timesteps = try Tensor.randint(0, 1000, [batch], generator: g)
             let ids = try Tensor.randint(0, text.config.vocab_size, [batch, 77], generator: g)
-            let optimizer = try AdamW(unet.parameters() + text.parameters(), lr: 1e-4, weightDecay: 0.01)
+            let optimizer = try AdamW(unet.parameters() + (frozenText ? [] : text.parameters()), lr: 1e-4, weightDecay: 0.01)
             let baseline = UNetBench.resetPeakMemory()
             let (seconds, cpu) = try UNetBench.medianTimes(repeats: max(request.integer("--repeats", 3), 3), warmup: 1) {
-                let prediction = try unet(latents, timestep: timesteps, encoderHiddenStates: text(ids))
+                let context = frozenText ? try withNoGrad { try text(ids) } : try text(ids)
+                let prediction = try unet(latents, timestep: timesteps, encoderHiddenStates: context)
                 try F.mseLoss(prediction, noise).backward()
                 try optimizer.step()
                 try optimizer.zeroGrad()
@@ -54,20 +57,19 @@ enum TextToImageBench {
 
     static func run(_ options: Options) throws {
         let folder = modelFolder
-        guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) else {
-            throw TorchError("\(folder.path) is missing: `make pretrain` (or tools/make_tiny_sd.py --preset miniature) writes it")
-        }
         print("\nText-to-image training step of the miniature SD (issue 13): Backdrop vs diffusers + transformers,")
-        print("\(batch) latents of 16², UNet and text encoder trained, AdamW; fresh process per side, median after 1 warm-up")
+        print("\(batch) latents of 16², AdamW; fresh process per side, median after 1 warm-up")
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("tools/bench_t2i_reference.py").path
+        let script = repositoryRoot.appendingPathComponent("tools/bench_t2i_reference.py").path
         let common = ["--threads", "\(options.threads)", "--repeats", "\(max(options.repeats, 3))"]
-        let swift = try CAABench.report(executable, ["--t2i-child", folder.path] + common)
-        let torch = try CAABench.report("/usr/bin/env", [options.python, script, "--model", folder.path, "--batch", "\(batch)"] + common)
-        let ratio = swift.seconds / torch.seconds
-        print(String(format: "step: swift %.3f s, torch %.3f s, ratio %.2f× (cpu %.2f×), peak memory %.0f / %.0f MB  %@",
-                     swift.seconds, torch.seconds, ratio, swift.cpu / torch.cpu, swift.peak / 1e6, torch.peak / 1e6,
-                     ratio <= 1.0 ? "ok (≤ 1.0×)" : "MISSED ≤ 1.0×"))
+        for (frozen, what) in [(false, "UNet + text encoder trained (stage 2)"), (true, "UNet trained, text encoder frozen (stage 2c, shipped)")] {
+            let mode = ["--frozen-text", frozen ? "1" : "0"]
+            let swift = try CAABench.report(executable, ["--t2i-child", folder.path] + common + mode)
+            let torch = try CAABench.report("/usr/bin/env", [options.python, script, "--model", folder.path, "--batch", "\(batch)"] + common + mode)
+            let ratio = swift.seconds / torch.seconds
+            print(String(format: "%@: swift %.3f s, torch %.3f s, ratio %.2f× (cpu %.2f×), peak memory %.0f / %.0f MB  %@",
+                         what, swift.seconds, torch.seconds, ratio, swift.cpu / torch.cpu, swift.peak / 1e6, torch.peak / 1e6,
+                         ratio <= 1.0 ? "ok (≤ 1.0×)" : "MISSED ≤ 1.0×"))
+        }
     }
 }

@@ -87,7 +87,7 @@ public enum ModelRelease {
     public static func write(run: Run, to destination: URL, dtype: DType = .float16, configFile: String? = nil,
                              baseModel: String? = nil, earlierStages: [(run: Run, configFile: String?)] = []) throws -> Manifest {
         let stage = try Stage(run: run, configFile: configFile)
-        let stages = try earlierStages.map { try Stage(run: $0.run, configFile: $0.configFile) }
+        let stages = try earlierStages.map { try Stage(run: $0.run, configFile: $0.configFile) } + inheritedStages(run)
         let checkpoint = try run.checkpoint(.latest)
         var replacements: [ModelFolderWriter.Replacement] = []
         var source: URL?
@@ -113,6 +113,19 @@ public enum ModelRelease {
         manifest.files = try fileSizes(in: destination).filter { $0.key != manifestFile }
         try encode(manifest, config: config).write(to: destination.appendingPathComponent(manifestFile), options: .atomic)
         return manifest
+    }
+
+    /// The stages of the release a run started from, read before `destination` may replace it: the
+    /// run's `model.base` when that folder is a release (a text-to-image run trained on from a shipped
+    /// SD), for a CAA run the release holding its `caa.init_weights` (its base model's stages stay in
+    /// that model's own manifest).
+    static func inheritedStages(_ run: Run) throws -> [Stage] {
+        let start = run.config.task == .caa
+            ? run.config.caa.initWeights.map { run.path($0).deletingLastPathComponent() }
+            : run.path(run.config.model.base)
+        guard let start, FileManager.default.fileExists(atPath: start.appendingPathComponent(manifestFile).path) else { return [] }
+        let release = try manifest(at: start)
+        return [release.run] + release.earlierStages
     }
 
     public static func manifest(at folder: URL) throws -> Manifest {

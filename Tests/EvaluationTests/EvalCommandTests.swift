@@ -5,6 +5,7 @@ import Foundation
 import Geometry
 import Media
 import Torch
+import Workflows
 import XCTest
 
 @testable import Evaluation
@@ -207,6 +208,32 @@ final class EvalCommandTests: XCTestCase {
                                         "--out", "paper", "--device", "cpu"] + common)
         XCTAssertTrue(republished.output.contains("baseline: scenes 0 reused, 1 generated"), republished.output)
         XCTAssertTrue(republished.output.contains("CAA: scenes 0 reused, 1 generated"), republished.output)
+    }
+
+    /// A run trained on from a release (here CAA blocks from a shipped caa.safetensors) keeps that
+    /// release's stages in its own manifest, even when it is published over the same folder.
+    func testARunTrainedOnFromAReleaseKeepsItsStages() throws {
+        let common = ["--registry", "runs.sqlite", "--threads", "2"]
+        try backdrop(["train", "eval.yaml"] + common)
+        try backdrop(["publish", "--run", "eval_e2e", "--config", "eval.yaml", "--out", "release/caa", "--registry", "runs.sqlite"])
+        let yaml = try String(contentsOf: workspace.appendingPathComponent("eval.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "name: eval_e2e", with: "name: eval_more")
+            .replacingOccurrences(of: "caa: {pe_max_frequency: 16}", with: "caa: {pe_max_frequency: 16, init_weights: release/caa/caa.safetensors}")
+            .replacingOccurrences(of: "output_dir: run", with: "output_dir: run-more")
+            .replacingOccurrences(of: "max_steps: 2, checkpoint_every: 2", with: "max_steps: 1, checkpoint_every: 1")
+        try yaml.write(to: workspace.appendingPathComponent("more.yaml"), atomically: true, encoding: .utf8)
+        try backdrop(["train", "more.yaml"] + common)
+        try backdrop(["publish", "--run", "eval_more", "--config", "more.yaml", "--out", "release/caa", "--registry", "runs.sqlite"])
+
+        let manifest = try ModelRelease.manifest(at: workspace.appendingPathComponent("release/caa"))
+        XCTAssertEqual(manifest.run.name, "eval_more")
+        XCTAssertEqual(manifest.run.steps, 1)
+        XCTAssertEqual(manifest.earlierStages.map(\.name), ["eval_e2e"], "the release it started from")
+        XCTAssertEqual(manifest.earlierStages.first?.steps, 2)
+        XCTAssertEqual(manifest.earlierStages.first?.configFile, "eval.yaml")
+        // A run from scratch inherits nothing.
+        try backdrop(["publish", "--run", "eval_e2e", "--config", "eval.yaml", "--out", "release/fresh", "--registry", "runs.sqlite"])
+        XCTAssertEqual(try ModelRelease.manifest(at: workspace.appendingPathComponent("release/fresh")).earlierStages, [])
     }
 
     func testBadInputNamesTheCulprit() throws {
