@@ -236,9 +236,11 @@ paper: setup
 
 # The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
 # synthetic rooms → the VAE → latent cache → UNet + text encoder → the VAE's decoder fine-tuned →
-# the in-domain CLIP → the UNet trained on under CLIP's frozen text tower → CAA (three stages). Each
-# stage prints its time; every run resumes from its latest checkpoint (a finished run only rewrites
-# its model folder), so an interrupted `make pretrain` continues where it stopped.
+# the in-domain CLIP → the UNet trained on under CLIP's frozen text tower → CAA (three stages), all
+# published → the UNet trained on from that release (stage 2d) → CAA on it (stage 4d), published over
+# the first release, whose stages their manifests carry on. Each stage prints its time; every run
+# resumes from its latest checkpoint (a finished run only rewrites its model folder), so an
+# interrupted `make pretrain` continues where it stopped.
 MINI_INIT := $(CACHE)/models/miniature-init
 MINI_CLIP_INIT := $(CACHE)/models/miniature-clip-init
 MINI_ROOMS := datasets/miniature-rooms
@@ -262,13 +264,18 @@ pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	stage $$bd train experiments/miniature/caa.yaml --resume; \
 	stage $$bd train experiments/miniature/caa_stage2.yaml --resume; \
 	stage $$bd train experiments/miniature/caa_stage3.yaml --resume; \
+	stage $$bd publish --run mini_clip --config experiments/miniature/clip.yaml --out $(MINIATURE)/clip; \
 	stage $$bd publish --run mini_text_to_image_clip --config experiments/miniature/text_to_image_clip.yaml \
 	  --earlier mini_clip=experiments/miniature/clip.yaml mini_vae_decoder=experiments/miniature/vae_decoder.yaml \
 	  mini_text_to_image=experiments/miniature/text_to_image.yaml \
 	  mini_autoencoder=experiments/miniature/autoencoder.yaml --out $(MINIATURE)/sd; \
-	stage $$bd publish --run mini_clip --config experiments/miniature/clip.yaml --out $(MINIATURE)/clip; \
 	stage $$bd publish --run mini_caa_stage3 --config experiments/miniature/caa_stage3.yaml \
 	  --earlier mini_caa_stage2=experiments/miniature/caa_stage2.yaml mini_caa=experiments/miniature/caa.yaml \
+	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa; \
+	stage $$bd train experiments/miniature/text_to_image_clip2.yaml --resume; \
+	stage $$bd publish --run mini_text_to_image_clip2 --config experiments/miniature/text_to_image_clip2.yaml --out $(MINIATURE)/sd; \
+	stage $$bd train experiments/miniature/caa_stage4.yaml --resume; \
+	stage $$bd publish --run mini_caa_stage4 --config experiments/miniature/caa_stage4.yaml \
 	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.
