@@ -2,7 +2,7 @@
 """PyTorch half of `backdrop-bench --text-to-image` (TextToImageBench.swift): one training step of
 the miniature SD in diffusers and transformers — UNet and CLIP text encoder built from a model
 folder's configs, ε-MSE on a batch of latents, AdamW — with the text encoder trained beside the UNet
-(stage 2) or frozen under no_grad (--frozen-text 1, stage 2c), timed as every other workload (median
+(stage 2) or frozen under no_grad (--frozen-text 1, stages 2c and 2d), timed as every other workload (median
 after warm-up, wall and process CPU). Prints JSON.
 
     python tools/bench_t2i_reference.py --model DIR [--batch 32] [--threads 2] [--repeats 3] [--frozen-text 0|1]

@@ -2,7 +2,8 @@
 // and CLIP text encoder against diffusers' and transformers' on the same LibTorch and thread count,
 // both built from the configs of the shipped folder (models/miniature/sd): ε-MSE on a batch of 16²
 // latents, AdamW. Two steps are timed, as the miniature's stages train: the text encoder trained with
-// the UNet (stage 2) and frozen under no-grad, the UNet alone trained (stage 2c, the shipped model).
+// the UNet (stage 2), and frozen under no-grad with the UNet alone trained (stages 2c and 2d, the
+// shipped model).
 // Each side runs in a fresh process (`backdrop-bench --t2i-child DIR`, tools/bench_t2i_reference.py);
 // time is the median step after one warm-up step.
 import Foundation
@@ -62,7 +63,7 @@ enum TextToImageBench {
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let script = repositoryRoot.appendingPathComponent("tools/bench_t2i_reference.py").path
         let common = ["--threads", "\(options.threads)", "--repeats", "\(max(options.repeats, 3))"]
-        for (frozen, what) in [(false, "UNet + text encoder trained (stage 2)"), (true, "UNet trained, text encoder frozen (stage 2c, shipped)")] {
+        for (frozen, what) in [(false, "UNet + text encoder trained (stage 2)"), (true, "UNet trained, text encoder frozen (stages 2c, 2d: shipped)")] {
             let mode = ["--frozen-text", frozen ? "1" : "0"]
             let swift = try CAABench.report(executable, ["--t2i-child", folder.path] + common + mode)
             let torch = try CAABench.report("/usr/bin/env", [options.python, script, "--model", folder.path, "--batch", "\(batch)"] + common + mode)
