@@ -87,7 +87,10 @@ public enum ModelRelease {
     public static func write(run: Run, to destination: URL, dtype: DType = .float16, configFile: String? = nil,
                              baseModel: String? = nil, earlierStages: [(run: Run, configFile: String?)] = []) throws -> Manifest {
         let stage = try Stage(run: run, configFile: configFile)
-        let stages = try earlierStages.map { try Stage(run: $0.run, configFile: $0.configFile) } + inheritedStages(run)
+        // A run named by `--earlier` that the inherited manifest also lists is listed once.
+        var stages: [Stage] = []
+        for earlier in try earlierStages.map({ try Stage(run: $0.run, configFile: $0.configFile) }) + inheritedStages(run)
+        where !stages.contains(earlier) { stages.append(earlier) }
         let checkpoint = try run.checkpoint(.latest)
         var replacements: [ModelFolderWriter.Replacement] = []
         var source: URL?

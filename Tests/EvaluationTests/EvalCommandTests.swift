@@ -223,7 +223,9 @@ final class EvalCommandTests: XCTestCase {
             .replacingOccurrences(of: "max_steps: 2, checkpoint_every: 2", with: "max_steps: 1, checkpoint_every: 1")
         try yaml.write(to: workspace.appendingPathComponent("more.yaml"), atomically: true, encoding: .utf8)
         try backdrop(["train", "more.yaml"] + common)
-        try backdrop(["publish", "--run", "eval_more", "--config", "more.yaml", "--out", "release/caa", "--registry", "runs.sqlite"])
+        // Named again by --earlier, the first run is still listed once.
+        try backdrop(["publish", "--run", "eval_more", "--config", "more.yaml", "--out", "release/caa", "--registry", "runs.sqlite",
+                      "--earlier", "eval_e2e=eval.yaml"])
 
         let manifest = try ModelRelease.manifest(at: workspace.appendingPathComponent("release/caa"))
         XCTAssertEqual(manifest.run.name, "eval_more")
