@@ -312,7 +312,7 @@ bench-inception: setup
 	.build/release/backdrop-bench --inception --threads $(BENCH_THREADS) --python $(PY)
 
 # Issue 13: the miniature SD's text-to-image training step against diffusers + transformers, built
-# from the shipped folder's configs, with the text encoder trained (stage 2) and frozen (stage 2c).
+# from the shipped folder's configs, with the text encoder trained (stage 2) and frozen (2c, 2d).
 bench-pretrain: setup
 	swift build $(RELEASE) --product backdrop-bench
 	.build/release/backdrop-bench --text-to-image --threads $(BENCH_THREADS) --python $(PY)

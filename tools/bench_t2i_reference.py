@@ -2,8 +2,8 @@
 """PyTorch half of `backdrop-bench --text-to-image` (TextToImageBench.swift): one training step of
 the miniature SD in diffusers and transformers — UNet and CLIP text encoder built from a model
 folder's configs, ε-MSE on a batch of latents, AdamW — with the text encoder trained beside the UNet
-(stage 2) or frozen under no_grad (--frozen-text 1, stages 2c and 2d), timed as every other workload (median
-after warm-up, wall and process CPU). Prints JSON.
+(stage 2) or frozen under no_grad (--frozen-text 1, stages 2c and 2d), timed as every other workload
+(median after warm-up, wall and process CPU). Prints JSON.
 
     python tools/bench_t2i_reference.py --model DIR [--batch 32] [--threads 2] [--repeats 3] [--frozen-text 0|1]
 """
@@ -49,10 +49,7 @@ def main():
     baseline = reset_peak()
 
     def step():
-        if args.frozen_text:
-            with torch.no_grad():
-                context = text(ids).last_hidden_state
-        else:
+        with torch.set_grad_enabled(not args.frozen_text):
             context = text(ids).last_hidden_state
         prediction = unet(latents, timesteps, context).sample
         F.mse_loss(prediction, noise).backward()
