@@ -259,6 +259,13 @@ public final class AutoencoderKL: Module {
         try decoder(post_quant_conv(latents))
     }
 
+    /// images `[B, 3, H, W]` in [−1, 1] → their reconstructions in [−1, 1] (unclamped), each
+    /// encoded to its posterior mean and decoded without gradients: what a latent model that drew
+    /// exactly these images would show.
+    public func reconstruct(_ images: Tensor) throws -> Tensor {
+        try withNoGrad { try decode(encode(images).mode()) }
+    }
+
     /// The key diffusers ≥ 0.14 uses for a key of the old attention layout, the rename diffusers
     /// applies on load (`_convert_deprecated_attention_blocks`): under `{encoder,decoder}.mid_block.attentions.N.`,
     /// `query`/`key`/`value`/`proj_attn` become `to_q`/`to_k`/`to_v`/`to_out.0`. Other keys are unchanged.

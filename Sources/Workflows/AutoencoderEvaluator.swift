@@ -43,7 +43,7 @@ public struct AutoencoderEvaluator {
         try withNoGrad {
             for index in 0..<count {
                 let views = try source.sample(at: index, yawOffset: 0).images.to(device: device)
-                let reconstruction = try vae.decode(vae.encode(views).mode()).clamp(min: -1, max: 1)
+                let reconstruction = try vae.reconstruct(views).clamp(min: -1, max: 1)
                 let x = try (views.clamp(min: -1, max: 1) + 1) / 2, y = try (reconstruction + 1) / 2
                 let mse = try ((x - y) * (x - y)).to(dtype: .float64).mean(dims: [1, 2, 3]).toArray(Double.self)
                 psnrs += mse.map { 10 * log10(1 / max($0, 1e-10)) }

@@ -242,10 +242,7 @@ public final class RunEvaluator {
         let progress = ProgressReporter(title: "VAE round trip (real \(dataset.split) views)", total: scenes.count)
         defer { progress.finish() }
         return try scenes.enumerated().map { index, scene in
-            let pixels = try withNoGrad {
-                let x = try scene.groundTruth.to(dtype: .float32, device: options.device) / 127.5 - 1
-                return try vae.decode(vae.encode(x).mean).signedToUInt8()
-            }
+            let pixels = try vae.reconstruct(scene.groundTruth.to(dtype: .float32, device: options.device) / 127.5 - 1).signedToUInt8()
             progress.update(index + 1)
             return pixels
         }

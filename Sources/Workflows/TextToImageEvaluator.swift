@@ -15,8 +15,19 @@ import Torch
 /// - for captions that name a wall colour, how often the named one is what the view shows: by the
 ///   CLIP's zero-shot choice among all wall colours ("a room with a … wall") and by
 ///   `WallColourClassifier` fitted on real training views, on generated views and, as each
-///   measure's own ceiling, on the real views.
+///   measure's own ceiling, on the real views;
+/// - with `vaeRoundTrip`, the same three for the real views through the model's VAE: what a latent
+///   model that drew exactly the real views would score, so what the VAE alone leaves possible.
 public struct TextToImageEvaluator {
+    /// The real views after the VAE's round trip, scored as generated views are.
+    public struct ThroughVAE: Sendable {
+        public let fid: Double
+        public let clip: Double?
+        public let colourAccuracy: Double?
+        public let classifierAccuracy: Double
+    }
+
+
     public struct Report: Sendable {
         public let views: Int
         public let fid: Double
@@ -29,6 +40,7 @@ public struct TextToImageEvaluator {
         /// The same by `WallColourClassifier`.
         public let classifierAccuracy: Double
         public let classifierAccuracyReal: Double
+        public let throughVAE: ThroughVAE?
         public let generated: URL
         /// Real views (top) above generated ones (bottom), the first 16.
         public let contactSheet: URL
@@ -49,6 +61,7 @@ public struct TextToImageEvaluator {
     public var device: Device = .cpu
     /// Training panoramas whose views fit the wall-colour classifier.
     public var classifierPanoramas = 200
+    public var vaeRoundTrip = false
 
     public init(run: Run, split: RunConfig.Split, inceptionWeights: URL) {
         self.run = run
@@ -103,37 +116,52 @@ public struct TextToImageEvaluator {
         }
         progress.finish()
 
-        let fid = try FIDCalculator(weights: inceptionWeights, device: device).distance(generatedFolder, realFolder).fid
-        var clipGenerated: Double?, clipReal: Double?, accuracy: Double?, accuracyReal: Double?
-        let colours = WallColourClassifier.colours
+        let fidCalculator = try FIDCalculator(weights: inceptionWeights, device: device)
+        let fid = try fidCalculator.distance(generatedFolder, realFolder).fid
         let named = captions.enumerated().compactMap { i, caption in
             WallColourClassifier.label(caption: caption).map { (view: i, colour: $0) }
         }
         let classifier = try wallColourClassifier()
-        let classifierAccuracy = try classifier.accuracy(named.map { generated[$0.view] }, labels: named.map(\.colour))
-        let classifierAccuracyReal = try classifier.accuracy(named.map { real[$0.view] }, labels: named.map(\.colour))
+        func classifierAccuracy(_ images: [Tensor]) throws -> Double {
+            try classifier.accuracy(named.map { images[$0.view] }, labels: named.map(\.colour))
+        }
+        // The CLIP score and its zero-shot wall colour of a set of views, when a CLIP was given.
+        var clip: ((_ images: [Tensor]) throws -> (score: Double, colour: Double?))?
         if let clipModel {
             let scorer = try CLIPScorer(modelDirectory: clipModel, device: device, batchSize: 64)
-            clipGenerated = try scorer.score(images: generated, prompts: captions).mean
-            clipReal = try scorer.score(images: real, prompts: captions).mean
-            if !named.isEmpty {
-                let choices = try unitRows(scorer.textEmbeddings(colours.map { "a room with a \($0) wall" }))
-                func share(_ images: [Tensor]) throws -> Double {
-                    let embeddings = try unitRows(scorer.imageEmbeddings(named.map { images[$0.view] }))
-                    let picked = try embeddings.matmul(choices.transpose(0, 1)).argmax(dim: 1).to(dtype: .int64).toArray(Int64.self)
-                    return Double(zip(picked, named).filter { Int($0.0) == $0.1.colour }.count) / Double(named.count)
-                }
-                accuracy = try share(generated)
-                accuracyReal = try share(real)
+            let choices = try unitRows(scorer.textEmbeddings(WallColourClassifier.colours.map { "a room with a \($0) wall" }))
+            clip = { images in
+                let score = try scorer.score(images: images, prompts: captions).mean
+                guard !named.isEmpty else { return (score, nil) }
+                let embeddings = try unitRows(scorer.imageEmbeddings(named.map { images[$0.view] }))
+                let picked = try embeddings.matmul(choices.transpose(0, 1)).argmax(dim: 1).to(dtype: .int64).toArray(Int64.self)
+                return (score, Double(zip(picked, named).filter { Int($0.0) == $0.1.colour }.count) / Double(named.count))
             }
+        }
+        let clipGenerated = try clip?(generated), clipReal = try clip?(real)
+
+        var throughVAE: ThroughVAE?
+        if vaeRoundTrip {
+            let vaeFolder = folder.appendingPathComponent("vae-round-trip-\(label)-\(count)")
+            try FileManager.default.createDirectory(at: vaeFolder, withIntermediateDirectories: true)
+            let reconstructed = try stride(from: 0, to: real.count, by: batchSize).flatMap { start in
+                let batch = try Tensor.stack(Array(real[start..<min(start + batchSize, real.count)]))
+                let pixels = try pipeline.vae.reconstruct(batch.to(dtype: .float32, device: device) / 127.5 - 1).signedToUInt8()
+                return try (0..<pixels.shape[0]).map { try pixels.select(dim: 0, index: $0) }
+            }
+            for (i, image) in reconstructed.enumerated() { try image.writeImage(to: file(vaeFolder, i), range: .uint8) }
+            let clipVAE = try clip?(reconstructed)
+            throughVAE = ThroughVAE(fid: try fidCalculator.distance(vaeFolder, realFolder).fid, clip: clipVAE?.score,
+                                    colourAccuracy: clipVAE?.colour, classifierAccuracy: try classifierAccuracy(reconstructed))
         }
         let sheet = folder.appendingPathComponent("\(label)-\(count)-sheet.png")
         let shown = min(16, real.count)
         let rows = try [real, generated].map { images in try Tensor.cat(Array(images.prefix(shown)), dim: 2) }
         try Tensor.cat(rows, dim: 1).writeImage(to: sheet, range: .uint8)
-        return Report(views: captions.count, fid: fid, clipGenerated: clipGenerated, clipReal: clipReal, colourViews: named.count,
-                      colourAccuracy: accuracy, colourAccuracyReal: accuracyReal, classifierAccuracy: classifierAccuracy,
-                      classifierAccuracyReal: classifierAccuracyReal, generated: generatedFolder, contactSheet: sheet)
+        return Report(views: captions.count, fid: fid, clipGenerated: clipGenerated?.score, clipReal: clipReal?.score,
+                      colourViews: named.count, colourAccuracy: clipGenerated?.colour, colourAccuracyReal: clipReal?.colour,
+                      classifierAccuracy: try classifierAccuracy(generated), classifierAccuracyReal: try classifierAccuracy(real),
+                      throughVAE: throughVAE, generated: generatedFolder, contactSheet: sheet)
     }
 
     /// Fitted on the views (yaw offset 0) of the first `classifierPanoramas` training panoramas whose

@@ -34,7 +34,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "FID Inception weights (default: evaluation.inception_weights, else the fetched NVIDIA archive).")
     var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
-    @Flag(help: "Also the consistency of the real views through the model's VAE: what a model that drew exactly the real views would score (docs/metrics.md#consistency-through-the-vae).")
+    @Flag(help: "Also score the real views through the model's VAE: what a model that drew exactly the real views would score (consistency; for a text-to-image run FID, CLIP score and wall colour). docs/metrics.md#consistency-through-the-vae")
     var vaeRoundTrip = false
     @Option(help: "A text-to-image run: evaluate this diffusers folder instead of the run's model (e.g. its untrained start).")
     var model: String?
@@ -140,6 +140,7 @@ struct EvalCommand: ParsableCommand {
         evaluator.batchSize = batchSize
         evaluator.clipModel = try target.clipModel(override: clip)
         evaluator.device = try device.resolved(default: target.config.training.device)
+        evaluator.vaeRoundTrip = vaeRoundTrip
         let r = try evaluator.evaluate()
         func value(_ v: Double?, _ format: String = "%.3f") -> String { v.map { String(format: format, $0) } ?? "— (no --clip)" }
         print("text-to-image '\(evaluator.label)' of run '\(target.config.name)' on \(split.rawValue): \(r.views) views in \(r.generated.path)")
@@ -149,6 +150,11 @@ struct EvalCommand: ParsableCommand {
               "(real views: \(value(r.colourAccuracyReal.map { 100 * $0 }, "%.1f %%"))), CLIP zero-shot")
         print(String(format: "wall colour  %.1f %% (real views: %.1f %%), wall-band classifier", 100 * r.classifierAccuracy,
                      100 * r.classifierAccuracyReal))
+        if let vae = r.throughVAE {
+            print(String(format: "through VAE  the real views after the VAE: FID %.2f, ", vae.fid) + "CLIP score \(value(vae.clip)), " +
+                  "wall colour \(value(vae.colourAccuracy.map { 100 * $0 }, "%.1f %%")) CLIP zero-shot, " +
+                  String(format: "%.1f %% classifier", 100 * vae.classifierAccuracy))
+        }
         print("real (top) and generated (bottom) views: \(r.contactSheet.path)")
     }
 }
