@@ -191,8 +191,14 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         public var trainable: Trainable = .all
         /// The reconstruction term: LDM's L1, or the squared error (what PSNR measures).
         public var reconstruction: Reconstruction = .l1
+        /// What the decoder is fed while it trains: a draw from the encoder's posterior (LDM), or the
+        /// posterior's mean, the input every round trip and evaluation gives it. Fed draws, a decoder
+        /// learns to shrink what the noisiest latent channels say towards the average view, and on
+        /// the miniature those channels carry the wall's colour (docs/models.md#decoder-fine-tuning).
+        public var decode: Decode = .sample
 
         public enum Trainable: String, ConfigChoice { case all, decoder }
+        public enum Decode: String, ConfigChoice { case sample, mean }
         public enum Reconstruction: String, ConfigChoice { case l1, mse }
     }
 
@@ -337,6 +343,11 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         }
         autoencoder.trainable = try a.choice("trainable", default: autoencoder.trainable)
         autoencoder.reconstruction = try a.choice("reconstruction", default: autoencoder.reconstruction)
+        autoencoder.decode = try a.choice("decode", default: autoencoder.decode)
+        if autoencoder.decode == .mean && autoencoder.trainable != .decoder {
+            // Trained on its means alone, the encoder would have no posterior left for the KL term to shape.
+            throw ConfigError(file: file, key: "autoencoder.decode", message: "mean applies with trainable: decoder only")
+        }
         try a.finish()
 
         let x = try root.section("text_to_image")

@@ -83,6 +83,9 @@ final class RunConfigTests: XCTestCase {
                           key: "text_to_image.text_encoder_init", contains: "task text_to_image only")
         assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {kl_weight: -1}", key: "autoencoder.kl_weight",
                           contains: "negative")
+        assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {decode: mode}", key: "autoencoder.decode", contains: "sample, mean")
+        assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {decode: mean}", key: "autoencoder.decode",
+                          contains: "trainable: decoder only")
         assertConfigError(minimal + "\ntraining: {ema_decay: 1}", key: "training.ema_decay", contains: "[0, 1)")
         assertConfigError(minimal + "\ntraining: {max_grad_norm: 0}", key: "training.max_grad_norm", contains: "positive")
         // Keys that the chosen value makes meaningless are refused, not ignored.

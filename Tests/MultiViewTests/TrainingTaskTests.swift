@@ -127,6 +127,30 @@ final class TrainingTaskTests: XCTestCase {
         XCTAssertEqual(saved.count, before.keys.filter { $0.hasPrefix("decoder.") || $0.hasPrefix("post_quant_conv.") }.count)
     }
 
+    /// `autoencoder.decode: mean`: the decoder trains on the posterior's mean, the input a round trip
+    /// gives it, so its loss takes no draw (the same under any generator state) and is the squared
+    /// error of decoding the mean; fed draws (the default) the loss moves with the generator.
+    func testDecoderFedThePosteriorMeanTakesNoDraw() throws {
+        func losses(_ extra: String) throws -> (Double, Double, AutoencoderTask) {
+            let (run, registry) = try workspace(task: "autoencoder", extra: extra, steps: 1)
+            let trainer = try Trainer(run: run, registry: registry)
+            let first = try trainer.generator.state()
+            _ = try withNoGrad { try Tensor.randn([64], generator: trainer.generator) }
+            return (try fixedBatchLoss(trainer, state: first), try fixedBatchLoss(trainer, state: trainer.generator.state()),
+                    try XCTUnwrap(trainer.task as? AutoencoderTask))
+        }
+        let (meanA, meanB, task) = try losses("autoencoder: {trainable: decoder, reconstruction: mse, decode: mean}")
+        XCTAssertEqual(meanA, meanB, "no draw")
+        let views = try MultiViewSample.collate([task.context.samples([0], epoch: 0)[0]]).images.flatten(start: 0, end: 1)
+        let expected = try withNoGrad {
+            let error = try views.to(dtype: .float64) - task.vae.decode(task.vae.encode(views).mean).to(dtype: .float64)
+            return try ((error * error).sum() / Double(views.size(0))).item()
+        }
+        XCTAssertEqual(meanA, expected, accuracy: 1e-9 * expected)
+        let (sampleA, sampleB, _) = try losses("autoencoder: {trainable: decoder, reconstruction: mse}")
+        XCTAssertNotEqual(sampleA, sampleB, "a draw of the posterior moves with the generator")
+    }
+
     func testTextToImageLearnsAndWritesItsEMAModel() throws {
         let (trainer, run) = try assertTrainingLowersTheFixedBatchLoss(
             task: "text_to_image", extra: "text_to_image: {caption_dropout: 0.1, snr_gamma: 5}", factor: 0.9)

@@ -45,7 +45,8 @@ final class AutoencoderTask: TrainingTask {
         let n = Double(try x.size(0))
         let decoderOnly = settings.trainable == .decoder
         let posterior = decoderOnly ? try withNoGrad { try vae.encode(x) } : try vae.encode(x)
-        let reconstruction = try vae.decode(context.sample(posterior, rowsPerItem: context.views))
+        let latents = settings.decode == .mean ? posterior.mean : try context.sample(posterior, rowsPerItem: context.views)
+        let reconstruction = try vae.decode(latents)
         let error = try x.to(dtype: .float64) - reconstruction.to(dtype: .float64)
         let perImage = try (settings.reconstruction == .l1 ? error.abs() : error * error).sum() / n
         // KL(N(μ, σ²) ‖ N(0, 1)) = ½ Σ (μ² + σ² − 1 − log σ²)
