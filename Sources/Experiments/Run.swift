@@ -77,7 +77,7 @@ public struct Run: Sendable {
 
     // MARK: The run folder
 
-    static let descriptionFile = "run.json"
+    public static let descriptionFile = "run.json"
 
     /// `run.json`: what `Run(folder:)` needs to resolve the run without the registry —
     /// `{"config": {…the config with its defaults…}, "working_directory": "/path"}`.
@@ -122,7 +122,8 @@ public struct Run: Sendable {
 
     /// `<run>/model/`: the diffusers folder a finished autoencoder or text-to-image run writes (its
     /// base model with the trained components' weights).
-    public var modelDirectory: URL { directory.appendingPathComponent("model") }
+    public static let modelFolderName = "model"
+    public var modelDirectory: URL { directory.appendingPathComponent(Self.modelFolderName) }
 
     /// The diffusers model folder the run was trained on.
     public var baseModel: URL { path(config.model.base) }

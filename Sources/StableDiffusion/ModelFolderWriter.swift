@@ -20,16 +20,20 @@ public enum ModelFolderWriter {
         }
     }
 
-    /// Writes `destination` whole or not at all: a copy of `source` (an empty folder when nil) with
-    /// `replacements` and the extra `files` (relative path → contents) in it, replacing what was there.
+    /// Writes `destination` whole or not at all: a copy of `source` (an empty folder when nil)
+    /// without its top-level files named in `leavingOut`, with `replacements` and the extra `files`
+    /// (relative path → contents) in it, replacing what was there.
     public static func write(copying source: URL?, to destination: URL, replacing replacements: [Replacement],
-                             adding files: [String: Data] = [:]) throws {
+                             adding files: [String: Data] = [:], leavingOut: Set<String> = []) throws {
         let fm = FileManager.default
         let parent = destination.deletingLastPathComponent()
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
         let staging = parent.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).tmp")
         do {
             if let source { try fm.copyItem(at: source, to: staging) } else { try fm.createDirectory(at: staging, withIntermediateDirectories: false) }
+            for name in leavingOut where fm.fileExists(atPath: staging.appendingPathComponent(name).path) {
+                try fm.removeItem(at: staging.appendingPathComponent(name))
+            }
             for r in replacements {
                 let folder = r.subfolder.isEmpty ? staging : staging.appendingPathComponent(r.subfolder)
                 try fm.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -67,7 +71,12 @@ public enum ModelFolderWriter {
 }
 
 extension ModelFolder {
-    /// A copy of this pipeline folder at `destination` in which each component named in `weights`
+    /// A release's record of what trained it (docs/models.md#shipped-weights). It describes the
+    /// release as a whole, so a folder trained from a release does not carry it on: it would claim
+    /// to be the release it started from.
+    public static let releaseManifest = "manifest.json"
+
+    /// A copy of this pipeline folder (without a release manifest) at `destination` in which each component named in `weights`
     /// holds the given state dict instead of its own, under the file name its library uses, and the
     /// `config` values given per component.
     public func write(to destination: URL, replacingWeights weights: [String: [String: Tensor]],
@@ -82,6 +91,6 @@ extension ModelFolder {
                 file: components[name]?.library == "transformers" ? "model.safetensors" : "diffusion_pytorch_model.safetensors",
                 weights: weights[name]!, config: config[name] ?? [:])
         }
-        try ModelFolderWriter.write(copying: url, to: destination, replacing: replacements)
+        try ModelFolderWriter.write(copying: url, to: destination, replacing: replacements, leavingOut: [Self.releaseManifest])
     }
 }

@@ -69,6 +69,13 @@ public enum ModelRelease {
             wallTimeSeconds = record.endedAt.map { $0.timeIntervalSince(record.startedAt) }
             gitCommit = record.gitCommit
         }
+
+        /// The same training run, whether or not each names its config file.
+        func isSameRun(as other: Stage) -> Bool {
+            var other = other
+            other.configFile = configFile
+            return self == other
+        }
     }
 
     static func finishedRecord(_ run: Run) throws -> RunRegistry.Run {
@@ -79,18 +86,19 @@ public enum ModelRelease {
         return record
     }
 
-    public static let manifestFile = "manifest.json"
+    public static let manifestFile = ModelFolder.releaseManifest
     public static let caaFile = "caa.safetensors"
 
     /// Writes `run`'s release to `destination` (atomically) and returns its manifest.
     @discardableResult
     public static func write(run: Run, to destination: URL, dtype: DType = .float16, configFile: String? = nil,
-                             baseModel: String? = nil, earlierStages: [(run: Run, configFile: String?)] = []) throws -> Manifest {
+                             baseModel: String? = nil, earlierStages: [(run: Run, configFile: String?)] = [],
+                             registry: RunRegistry? = nil) throws -> Manifest {
         let stage = try Stage(run: run, configFile: configFile)
-        // A run named by `--earlier` that the inherited manifest also lists is listed once.
+        // A run named by `--earlier` that is also inherited is listed once, with the config file named.
         var stages: [Stage] = []
-        for earlier in try earlierStages.map({ try Stage(run: $0.run, configFile: $0.configFile) }) + inheritedStages(run)
-        where !stages.contains(earlier) { stages.append(earlier) }
+        for earlier in try earlierStages.map({ try Stage(run: $0.run, configFile: $0.configFile) }) + inheritedStages(run, registry: registry)
+        where !stages.contains(where: { $0.isSameRun(as: earlier) }) { stages.append(earlier) }
         let checkpoint = try run.checkpoint(.latest)
         var replacements: [ModelFolderWriter.Replacement] = []
         var source: URL?
@@ -118,17 +126,27 @@ public enum ModelRelease {
         return manifest
     }
 
-    /// The stages of the release a run started from, read before `destination` may replace it: the
-    /// run's `model.base` when that folder is a release (a text-to-image run trained on from a shipped
-    /// SD), for a CAA run the release holding its `caa.init_weights` (its base model's stages stay in
-    /// that model's own manifest).
-    static func inheritedStages(_ run: Run) throws -> [Stage] {
+    /// The stages a run started from, read before `destination` may replace them. Where it started is
+    /// its `model.base` (for a CAA run the folder of its `caa.init_weights`; its base model's stages
+    /// stay in that model's own manifest). A release there gives its own stage and the ones it lists
+    /// (a text-to-image run trained on from a shipped SD); another run's `model` folder gives that
+    /// run, found through its `run.json` and `registry`, and what it in turn started from (a UNet
+    /// trained on from a fine-tuned decoder's folder).
+    static func inheritedStages(_ run: Run, registry: RunRegistry?) throws -> [Stage] {
         let start = run.config.task == .caa
             ? run.config.caa.initWeights.map { run.path($0).deletingLastPathComponent() }
             : run.path(run.config.model.base)
-        guard let start, FileManager.default.fileExists(atPath: start.appendingPathComponent(manifestFile).path) else { return [] }
-        let release = try manifest(at: start)
-        return [release.run] + release.earlierStages
+        guard let start else { return [] }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: start.appendingPathComponent(manifestFile).path) {
+            let release = try manifest(at: start)
+            return [release.run] + release.earlierStages
+        }
+        let folder = start.deletingLastPathComponent()
+        guard let registry, start.lastPathComponent == Run.modelFolderName,
+              fm.fileExists(atPath: folder.appendingPathComponent(Run.descriptionFile).path) else { return [] }
+        let earlier = try Run(folder: folder, registry: registry)
+        return try [Stage(run: earlier, configFile: nil)] + inheritedStages(earlier, registry: registry)
     }
 
     public static func manifest(at folder: URL) throws -> Manifest {

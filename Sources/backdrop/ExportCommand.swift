@@ -92,7 +92,8 @@ struct PublishCommand: ParsableCommand {
             return (try source.registry.run(parts[0]), parts.count > 1 ? parts[1] : nil)
         }
         let manifest = try ModelRelease.write(run: try source.resolve(), to: URL(fileURLWithPath: out), dtype: storage,
-                                              configFile: config, baseModel: baseModel, earlierStages: stages)
+                                              configFile: config, baseModel: baseModel, earlierStages: stages,
+                                              registry: try source.registry.existingIfAny())
         let bytes = manifest.files.values.reduce(0, +)
         print("published \(manifest.run.name) (\(manifest.run.task), step \(manifest.run.steps)) to \(out): " +
               "\(manifest.files.count) files, \(String(format: "%.1f", Double(bytes) / 1_048_576)) MiB")

@@ -283,6 +283,40 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertEqual(try ModelRelease.manifest(at: workspace.appendingPathComponent("release/fresh")).earlierStages, [])
     }
 
+    /// A run whose base is another run's `model` folder lists that run, and what that run started from,
+    /// as earlier stages; a folder trained from a release does not carry the release's manifest.
+    func testARunTrainedOnFromAnotherRunsFolderListsThatRun() throws {
+        let common = ["--registry", "runs.sqlite", "--threads", "2"]
+        func config(_ name: String, task: String, base: String, extra: String) throws {
+            let yaml = """
+                name: \(name)
+                task: \(task)
+                model: {base: \(base)}
+                dataset: {kind: synthrooms, root: rooms, resolution: 64, views: 8}
+                \(extra)
+                training: {epochs: 1, max_steps: 1, batch_size: 1, checkpoint_every: 1, seed: 1, device: cpu}
+                output_dir: \(name)
+                """
+            try yaml.write(to: workspace.appendingPathComponent("\(name).yaml"), atomically: true, encoding: .utf8)
+            try backdrop(["train", "\(name).yaml"] + common)
+        }
+        let decoder = "autoencoder: {trainable: decoder, reconstruction: mse, decode: mean}"
+        try config("decoder_a", task: "autoencoder", base: try TestSupport.tinyStableDiffusion().path, extra: decoder)
+        try backdrop(["publish", "--run", "decoder_a", "--config", "decoder_a.yaml", "--out", "release/sd", "--registry", "runs.sqlite"])
+        try config("decoder_b", task: "autoencoder", base: "release/sd", extra: decoder)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: workspace.appendingPathComponent("decoder_b/model/manifest.json").path),
+                       "the release's manifest stays with the release")
+        try config("unet_c", task: "text_to_image", base: "decoder_b/model", extra: "text_to_image: {train_text_encoder: false}")
+        try backdrop(["publish", "--run", "unet_c", "--config", "unet_c.yaml", "--out", "release/sd", "--registry", "runs.sqlite",
+                      "--earlier", "decoder_b=decoder_b.yaml"])
+
+        let manifest = try ModelRelease.manifest(at: workspace.appendingPathComponent("release/sd"))
+        XCTAssertEqual(manifest.run.name, "unet_c")
+        XCTAssertEqual(manifest.earlierStages.map(\.name), ["decoder_b", "decoder_a"], "the run it started from, then that run's release")
+        XCTAssertEqual(manifest.earlierStages.map(\.configFile), ["decoder_b.yaml", "decoder_a.yaml"])
+        XCTAssertEqual(manifest.earlierStages.map(\.task), ["autoencoder", "autoencoder"])
+    }
+
     func testBadInputNamesTheCulprit() throws {
         let unknown = try backdrop(["eval", "--run", "nope", "--registry", "runs.sqlite"], expectSuccess: false)
         XCTAssertNotEqual(unknown.status, 0)
