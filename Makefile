@@ -238,7 +238,8 @@ paper: setup
 # synthetic rooms → the VAE → latent cache → UNet + text encoder → the VAE's decoder fine-tuned →
 # the in-domain CLIP → the UNet trained on under CLIP's frozen text tower → CAA (three stages), all
 # published → the UNet trained on from that release (stage 2d) → CAA on it (stage 4d), published over
-# the first release, whose stages their manifests carry on. Each stage prints its time; every run
+# the first release, whose stages their manifests carry on → the same once more (stages 2e and 4e,
+# from the second release). Each stage prints its time; every run
 # resumes from its latest checkpoint (a finished run only rewrites its model folder), so an
 # interrupted `make pretrain` continues where it stopped.
 MINI_INIT := $(CACHE)/models/miniature-init
@@ -276,6 +277,11 @@ pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	stage $$bd publish --run mini_text_to_image_clip2 --config experiments/miniature/text_to_image_clip2.yaml --out $(MINIATURE)/sd; \
 	stage $$bd train experiments/miniature/caa_stage4.yaml --resume; \
 	stage $$bd publish --run mini_caa_stage4 --config experiments/miniature/caa_stage4.yaml \
+	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa; \
+	stage $$bd train experiments/miniature/text_to_image_clip3.yaml --resume; \
+	stage $$bd publish --run mini_text_to_image_clip3 --config experiments/miniature/text_to_image_clip3.yaml --out $(MINIATURE)/sd; \
+	stage $$bd train experiments/miniature/caa_stage5.yaml --resume; \
+	stage $$bd publish --run mini_caa_stage5 --config experiments/miniature/caa_stage5.yaml \
 	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.

@@ -12,17 +12,21 @@ public final class ProgressReporter: @unchecked Sendable {
     private let start = Date()
     private var lastDraw = Date.distantPast
     private var completed = 0
+    /// Units done before this process began (a resumed run's steps): counted as done, not in the rate.
+    private let initial: Int
     private var status = ""
     private var drawn: (completed: Int, status: String)?
     private let lock = NSLock()
     /// Draws nothing (the ranks of a data-parallel run other than 0 stay quiet).
     private let silent: Bool
 
-    /// `total` nil for work of unknown length.
-    public init(title: String, total: Int?, plainInterval: Double = 10,
+    /// `total` nil for work of unknown length; `initial` units were done before (a resumed run).
+    public init(title: String, total: Int?, initial: Int = 0, plainInterval: Double = 10,
                 isTerminal: Bool = isatty(FileHandle.standardError.fileDescriptor) != 0, silent: Bool = false) {
         self.title = title
         self.total = total
+        self.initial = initial
+        completed = initial
         self.isTerminal = isTerminal
         self.plainInterval = plainInterval
         self.silent = silent
@@ -57,7 +61,7 @@ public final class ProgressReporter: @unchecked Sendable {
     /// The text of the current state, without terminal control characters.
     public func line() -> String {
         let elapsed = Date().timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(completed) / elapsed : 0
+        let rate = elapsed > 0 ? Double(completed - initial) / elapsed : 0
         var parts = [title]
         if let total, total > 0 {
             let fraction = min(1, Double(completed) / Double(total))

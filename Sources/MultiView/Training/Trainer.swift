@@ -170,7 +170,7 @@ public final class Trainer {
 
         let total = totalSteps
         let progress = ProgressReporter(title: "train \(config.name)\(group.map { " (\($0.worldSize) processes)" } ?? "")",
-                                        total: total, silent: !isLeader)
+                                        total: total, initial: state.step, silent: !isLeader)
         let batch = config.training.batchSize, accumulation = config.training.gradientAccumulation
         let trainable = optimizer.paramGroups.flatMap(\.parameters)
         var stepsThisProcess = 0
