@@ -68,10 +68,26 @@ public final class RunRegistry: @unchecked Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         do {
-            pool = try DatabasePool(path: url.path, configuration: configuration)
+            pool = try Self.openPool(url, configuration)
             try Self.migrate(pool)
         } catch {
             throw TorchError("cannot open the run registry \(url.path): \(error)")
+        }
+    }
+
+    /// Opening a new registry switches it to WAL, which needs the file to itself for a moment. When
+    /// another process is opening it at the same moment SQLite may answer SQLITE_BUSY at once instead
+    /// of waiting out the busy timeout (seen with four processes opening a new file under load), so
+    /// the open is tried again.
+    static func openPool(_ url: URL, _ configuration: Configuration) throws -> DatabasePool {
+        var attempt = 0
+        while true {
+            do {
+                return try DatabasePool(path: url.path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < 50 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.01 * Double(attempt))
+            }
         }
     }
 
