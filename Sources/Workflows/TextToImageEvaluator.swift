@@ -27,7 +27,6 @@ public struct TextToImageEvaluator {
         public let classifierAccuracy: Double
     }
 
-
     public struct Report: Sendable {
         public let views: Int
         public let fid: Double
