@@ -11,18 +11,18 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 ROOMS=$OUT/rooms-48
 "$BIN" dataset synth --out "$ROOMS" --count 48 --face-size 96 --seed 0 > /dev/null 2>&1
 
-# config CASE PROCESSES: the case's config with the per-process batch for PROCESSES processes.
+# config CASE PROCESSES: the case's config (the same global batch for any number of processes).
 config() {
   local case=$1 processes=$2 file=$OUT/$1-$2.yaml
   case $case in
     caa)
-      sed -e "s|^  root: .*|  root: $ROOMS|" -e 's/^  batch_size: .*/  batch_size: '$((4 / processes))'/' \
+      sed -e "s|^  root: .*|  root: $ROOMS|" -e 's/^  batch_size: .*/  batch_size: 4/' \
         -e "s|^output_dir: .*|output_dir: $OUT/run-$case-$processes|" -e "s/^name: .*/name: bench-$case-$processes/" \
         -e 's/^  epochs: .*/  epochs: 100\n  max_steps: '"$STEPS"'/' -e 's/^  checkpoint_every: .*/  checkpoint_every: 100000/' \
         experiments/smoke.yaml > "$file" ;;
     text_to_image)
       sed -e "s|^  base: .*|  base: models/miniature/sd|" -e "s|^  root: .*|  root: $ROOMS|" -e '/^  latent_cache: /d' \
-        -e 's/^  batch_size: .*/  batch_size: '$((8 / processes))'/' -e "s|^output_dir: .*|output_dir: $OUT/run-$case-$processes|" \
+         -e "s|^output_dir: .*|output_dir: $OUT/run-$case-$processes|" \
         -e "s/^name: .*/name: bench-$case-$processes/" -e 's/^  max_steps: .*/  max_steps: '"$STEPS"'/' \
         -e 's/^  checkpoint_every: .*/  checkpoint_every: 100000/' -e 's/^  warmup_steps: .*/  warmup_steps: 2/' \
         experiments/miniature/text_to_image.yaml > "$file" ;;

@@ -162,7 +162,8 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         public var epochs: Int = 10
         /// Stops early after this many optimiser steps when set.
         public var maxSteps: Int?
-        /// Panoramas per step.
+        /// Panoramas per optimiser step, over all data-parallel processes together: a config is one
+        /// recipe however many processes train it (docs/distributed.md#what-each-rank-does).
         public var batchSize: Int = 1
         public var gradientAccumulation: Int = 1
         public var gradientCheckpointing: Bool = false
@@ -284,6 +285,17 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         try c.encode(outputDir, forKey: .outputDir)
         try c.encodeIfPresent(evaluation, forKey: .evaluation)
         if distributed != Distributed() { try c.encode(distributed, forKey: .distributed) }
+    }
+
+    /// Panoramas each of `worldSize` data-parallel processes takes per step. `training.batch_size`
+    /// is the global batch, so it must divide among them; `file` names the config in the error.
+    public func batchPerProcess(worldSize: Int, file: String) throws -> Int {
+        guard worldSize > 0, training.batchSize % worldSize == 0 else {
+            throw ConfigError(file: file, key: "training.batch_size",
+                              message: "\(training.batchSize) panoramas per step cannot be shared equally by \(worldSize) processes: " +
+                                "make it a multiple of \(worldSize) (it counts the panoramas of all processes together)")
+        }
+        return training.batchSize / worldSize
     }
 
     /// Reads and validates a config file; errors name the file and the key.

@@ -22,7 +22,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue from the run's latest checkpoint.") var resume = false
     @OptionGroup var registry: RegistryOptions
     @OptionGroup var threads: ThreadOptions
-    @Option(help: "Data-parallel workers to start on this machine (like torchrun --nproc-per-node); each takes training.batch_size panoramas per step.")
+    @Option(help: "Data-parallel workers to start on this machine (like torchrun --nproc-per-node); training.batch_size is the global batch, shared among all workers.")
     var nproc: Int = 1
     @Option(help: "Machines taking part (each runs this command with its own --node-rank).") var nnodes: Int = 1
     @Option(help: "This machine's index among --nnodes, 0 … nnodes−1.") var nodeRank: Int = 0
@@ -64,6 +64,8 @@ struct TrainCommand: ParsableCommand {
     /// Starts this machine's workers: the same command without the launch options, told their
     /// ranks through torchrun's variables.
     func launch() throws {
+        // A batch the workers cannot share is the config's error: say so before starting any.
+        _ = try RunConfig.load(URL(fileURLWithPath: config)).batchPerProcess(worldSize: nproc * nnodes, file: config)
         let port = try masterPort ?? ProcessInfo.processInfo.environment["MASTER_PORT"].flatMap(Int.init)
             ?? (nnodes == 1 ? ProcessGroup.freePort() : DistributedEnvironment.defaultPort)
         var arguments = ["train", config, "--registry", registry.registry]

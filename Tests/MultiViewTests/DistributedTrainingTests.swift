@@ -7,10 +7,11 @@ import XCTest
 
 @testable import MultiView
 
-/// Data-parallel training over c10d/Gloo (docs/distributed.md): two processes with batch B/2 each
-/// train what one process with batch B trains, to float32 summation tolerance.
+/// Data-parallel training over c10d/Gloo (docs/distributed.md): the same config, whose
+/// `batch_size` is the global batch, trains the same in two processes (B/2 each) as in one, to
+/// float32 summation tolerance.
 final class DistributedTrainingTests: XCTestCase {
-    /// Rooms, and a CAA config whose per-process batch is `batch`.
+    /// Rooms, and a CAA config whose global batch is `batch`.
     func workspace(batch: Int, output: String = "run", epochs: Int = 1, checkpointEvery: Int = 100, timeout: Int = 60,
                    task: String = "caa\ncaa: {pe_max_frequency: 16}", base: URL? = nil,
                    optimizer: String = "lr: 1.0e-3, weight_decay: 0") throws -> (folder: URL, config: URL) {
@@ -47,7 +48,7 @@ final class DistributedTrainingTests: XCTestCase {
         let one = try TestSupport.runBackdrop(["train", singleConfig.path, "--registry", "runs.sqlite", "--threads", "1"], in: single)
         XCTAssertEqual(one.status, 0, one.output)
 
-        let (pair, pairConfig) = try workspace(batch: 1, output: "run")
+        let (pair, pairConfig) = try workspace(batch: 2, output: "run")
         let two = try TestSupport.runBackdrop(["train", pairConfig.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"],
                                               in: pair)
         XCTAssertEqual(two.status, 0, two.output)
@@ -75,14 +76,27 @@ final class DistributedTrainingTests: XCTestCase {
         // while the weights as a whole agree closely.
         XCTAssertLessThan(largest, 2 * 1e-3 * Double(a.count))
         XCTAssertLessThan(total / Double(count), 1e-6)
-        print("2 × batch 1 vs 1 × batch 2: \(a.count) steps, largest relative loss difference \(worst), " +
+        print("a batch of 2 in 2 processes vs in 1: \(a.count) steps, largest relative loss difference \(worst), " +
               "weight difference largest \(largest), mean \(total / Double(count))")
+    }
+
+    /// A global batch the workers cannot share equally is refused before any worker starts,
+    /// naming the config file and the key, and nothing is written.
+    func testABatchTheWorkersCannotShareIsRefused() throws {
+        let (folder, config) = try workspace(batch: 3)
+        let launch = try TestSupport.runBackdrop(["train", config.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"],
+                                                 in: folder)
+        XCTAssertNotEqual(launch.status, 0)
+        XCTAssertTrue(launch.output.contains("\(config.path): training.batch_size: 3 panoramas per step cannot be shared equally by 2"),
+                      launch.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("run").path), "no run folder")
+        XCTAssertEqual(try losses(folder), [:])
     }
 
     /// A worker that hangs (SIGSTOP) makes its peer's all-reduce fail once distributed.timeout
     /// passes; the launch then stops, naming the rank that gave up, instead of waiting for ever.
     func testAHungWorkerStopsTheRunWithinTheTimeout() throws {
-        let (folder, config) = try workspace(batch: 1, epochs: 2, timeout: 8)
+        let (folder, config) = try workspace(batch: 2, epochs: 2, timeout: 8)
         let (status, output, seconds) = try signalOneOfTwoWorkers(SIGSTOP, config, in: folder, atStep: 2)
         XCTAssertLessThan(seconds, 60, "stopped within the timeout, not hung")
         XCTAssertEqual(status, 1, output)
@@ -103,8 +117,8 @@ final class DistributedTrainingTests: XCTestCase {
         for (spec, base, optimizer, tolerance) in [("text_to_image\ntext_to_image: {caption_dropout: 0.5, snr_gamma: 5}", nil, adam, 1e-6),
                                                    ("autoencoder", nil, adam, 1e-4), ("clip", clip, sgd, 1e-5)] {
             var runs: [[Int: Double]] = []
-            for (batch, processes) in [(2, 1), (1, 2)] {
-                let (folder, config) = try workspace(batch: batch, task: spec, base: base, optimizer: optimizer)
+            for processes in [1, 2] {
+                let (folder, config) = try workspace(batch: 2, task: spec, base: base, optimizer: optimizer)
                 var arguments = ["train", config.path, "--registry", "runs.sqlite", "--threads", "1"]
                 if processes > 1 { arguments += ["--nproc", "\(processes)"] }
                 let run = try TestSupport.runBackdrop(arguments, in: folder)
@@ -114,7 +128,7 @@ final class DistributedTrainingTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(runs[0].count, 5, spec)
             assertLossesAgree(runs[0], runs[1], relative: tolerance)
             let worst = runs[0].keys.map { abs(runs[0][$0]! - (runs[1][$0] ?? .nan)) / abs(runs[0][$0]!) }.max() ?? .nan
-            print("\(spec.prefix { $0 != "\n" }): 2 × batch 1 vs 1 × batch 2 over \(runs[0].count) steps: largest relative loss difference \(worst)")
+            print("\(spec.prefix { $0 != "\n" }): a batch of 2 in 2 processes vs in 1 over \(runs[0].count) steps: largest relative loss difference \(worst)")
         }
     }
 
@@ -151,12 +165,12 @@ final class DistributedTrainingTests: XCTestCase {
 
     /// Two "machines" on loopback (two launches with --nnodes 2) are the single launch with --nproc 2.
     func testTwoNodesOnLoopbackEqualOneNodeWithTwoProcesses() throws {
-        let (pair, pairConfig) = try workspace(batch: 1)
+        let (pair, pairConfig) = try workspace(batch: 2)
         let one = try TestSupport.runBackdrop(["train", pairConfig.path, "--registry", "runs.sqlite", "--threads", "1", "--nproc", "2"],
                                               in: pair)
         XCTAssertEqual(one.status, 0, one.output)
 
-        let (nodes, nodesConfig) = try workspace(batch: 1)
+        let (nodes, nodesConfig) = try workspace(batch: 2)
         let port = String(try ProcessGroup.freePort())
         let launches = try (0..<2).map { rank -> Process in
             let process = Process()
@@ -177,21 +191,18 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(a, b, "the same processes doing the same work")
     }
 
-    /// kill -9 of one worker stops the run with an error naming it (no hang); a resume in one
-    /// process with the same global batch finishes it, as one process would have trained.
+    /// kill -9 of one worker stops the run with an error naming it (no hang); a resume of the same
+    /// config in one process finishes it, as one process would have trained.
     func testAKilledWorkerStopsTheRunAndResumeFinishesIt() throws {
-        let (folder, config) = try workspace(batch: 1, epochs: 2, checkpointEvery: 3, timeout: 20)
+        let (folder, config) = try workspace(batch: 2, epochs: 2, checkpointEvery: 3, timeout: 20)
         let (status, output, seconds) = try signalOneOfTwoWorkers(SIGKILL, config, in: folder, atStep: 4)
         XCTAssertLessThan(seconds, 30, "stopped within the timeout")
         XCTAssertEqual(status, 1, output)
         XCTAssertTrue(output.contains("rank 1 of 2 was killed by signal 9"), output)
         XCTAssertLessThan(try losses(folder).count, 10, "killed before the end")
 
-        // Resumed in one process with batch 2: the global batch of two panoramas is kept.
-        let resumedConfig = folder.appendingPathComponent("resume.yaml")
-        try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "batch_size: 1", with: "batch_size: 2")
-            .write(to: resumedConfig, atomically: true, encoding: .utf8)
-        let resumed = try TestSupport.runBackdrop(["train", resumedConfig.path, "--registry", "runs.sqlite", "--threads", "1", "--resume"],
+        // Resumed in one process from the same config: the global batch of two panoramas is kept.
+        let resumed = try TestSupport.runBackdrop(["train", config.path, "--registry", "runs.sqlite", "--threads", "1", "--resume"],
                                                   in: folder)
         XCTAssertEqual(resumed.status, 0, resumed.output)
         XCTAssertTrue(resumed.output.contains("resuming ddp-test from step 3"), resumed.output)

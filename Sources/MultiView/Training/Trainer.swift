@@ -43,6 +43,8 @@ public final class Trainer {
     /// The processes training this run together (docs/distributed.md); nil in a single process.
     public let group: ProcessGroup?
     let shard: BatchShard
+    /// Panoramas this process takes per step: its share of the config's global `batch_size`.
+    let batchPerProcess: Int
     /// Rank 0 (or the only process) writes the registry, checkpoints, the model and progress.
     var isLeader: Bool { shard.rank == 0 }
 
@@ -54,6 +56,7 @@ public final class Trainer {
         self.registry = registry
         self.group = group
         shard = group.map { BatchShard(rank: $0.rank, worldSize: $0.worldSize) } ?? .whole
+        batchPerProcess = try config.batchPerProcess(worldSize: shard.worldSize, file: "run config '\(config.name)'")
         store = run.checkpoints
         if group != nil, case .cuda = try config.training.device.available() {
             device = try DeviceChoice.device(.cuda(localRank)).available()
@@ -96,7 +99,7 @@ public final class Trainer {
         ema = try config.training.emaDecay.map { try ExponentialMovingAverage(trainable, decay: $0) }
         let s = config.schedule
         let horizon = s.interval == .epoch ? config.training.epochs
-            : max(1, Self.totalSteps(config, perEpoch: shard.count(of: loader.countPerEpoch)))
+            : max(1, Self.totalSteps(config, perEpoch: loader.countPerEpoch, shard: shard))
         switch s.kind {
         case .constant: schedule = try LRScheduler(optimizer, .constant)
         case .warmupCosine:
@@ -117,11 +120,12 @@ public final class Trainer {
 
     /// Optimiser steps of the whole run (each process counts its shard of every epoch).
     public var totalSteps: Int {
-        Self.totalSteps(config, perEpoch: shard.count(of: loader.countPerEpoch))
+        Self.totalSteps(config, perEpoch: loader.countPerEpoch, shard: shard)
     }
 
-    static func totalSteps(_ config: RunConfig, perEpoch panoramas: Int) -> Int {
-        let all = panoramas / (config.training.batchSize * config.training.gradientAccumulation) * config.training.epochs
+    static func totalSteps(_ config: RunConfig, perEpoch panoramas: Int, shard: BatchShard) -> Int {
+        let batch = config.training.batchSize / shard.worldSize
+        let all = shard.count(of: panoramas) / (batch * config.training.gradientAccumulation) * config.training.epochs
         return min(all, config.training.maxSteps ?? all)
     }
 
@@ -171,7 +175,7 @@ public final class Trainer {
         let total = totalSteps
         let progress = ProgressReporter(title: "train \(config.name)\(group.map { " (\($0.worldSize) processes)" } ?? "")",
                                         total: total, initial: state.step, silent: !isLeader)
-        let batch = config.training.batchSize, accumulation = config.training.gradientAccumulation
+        let batch = batchPerProcess, accumulation = config.training.gradientAccumulation
         let trainable = optimizer.paramGroups.flatMap(\.parameters)
         var stepsThisProcess = 0
         var lastLoss: Double?
