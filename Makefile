@@ -239,11 +239,12 @@ paper: setup
 # the in-domain CLIP → the UNet trained on under CLIP's frozen text tower → CAA (three stages), all
 # published → the UNet trained on from that release (stage 2d) → CAA on it (stage 4d), published over
 # the first release, whose stages their manifests carry on → the same once more (stages 2e and 4e,
-# from the second release). Each stage prints its time; every run
+# from the second release) → the whole VAE trained on (stage 1b), the UNet on its latents (2g) and
+# CAA on that (4f), published last. Each stage prints its time; every run
 # resumes from its latest checkpoint (a finished run only rewrites its model folder), so an
 # interrupted `make pretrain` continues where it stopped.
 # Every stage but the first (one panorama per step) trains as 2 single-threaded data-parallel
-# processes: the same run as one process, 1.7–2.1× faster on 2 cores (docs/distributed.md#speed).
+# processes: the same run as one process, 1.7× faster on 2 cores (docs/distributed.md#speed).
 PRETRAIN_PARALLEL ?= --nproc 2 --threads 1
 MINI_INIT := $(CACHE)/models/miniature-init
 MINI_CLIP_INIT := $(CACHE)/models/miniature-clip-init
@@ -285,6 +286,13 @@ pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	stage $$bd publish --run mini_text_to_image_clip3 --config experiments/miniature/text_to_image_clip3.yaml --out $(MINIATURE)/sd; \
 	stage $$bd train experiments/miniature/caa_stage5.yaml --resume $(PRETRAIN_PARALLEL); \
 	stage $$bd publish --run mini_caa_stage5 --config experiments/miniature/caa_stage5.yaml \
+	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa; \
+	stage $$bd train experiments/miniature/autoencoder2.yaml --resume $(PRETRAIN_PARALLEL); \
+	stage $$bd train experiments/miniature/text_to_image_clip4.yaml --resume $(PRETRAIN_PARALLEL); \
+	stage $$bd train experiments/miniature/caa_stage6.yaml --resume $(PRETRAIN_PARALLEL); \
+	stage $$bd publish --run mini_text_to_image_clip4 --config experiments/miniature/text_to_image_clip4.yaml \
+	  --earlier mini_autoencoder2=experiments/miniature/autoencoder2.yaml --out $(MINIATURE)/sd; \
+	stage $$bd publish --run mini_caa_stage6 --config experiments/miniature/caa_stage6.yaml \
 	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.

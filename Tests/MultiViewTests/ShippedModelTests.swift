@@ -39,19 +39,20 @@ final class ShippedModelTests: XCTestCase {
             }
         }
         XCTAssertLessThanOrEqual(bytes, 60 * 1_048_576, "models/miniature holds \(bytes) bytes")
-        // The SD folder names a run for each of its trained parts: the UNet (the folder's own run and
-        // the two stages it was trained on from, releases themselves), its text encoder (the in-domain CLIP's
-        // tower), the VAE's decoder (fine-tuned), the UNet's first stage and the VAE's encoder.
+        // The SD folder names a run for each of its trained parts: the VAE it was trained on top of (stage
+        // 1b, a run folder), the UNet's earlier stages (releases themselves), its text encoder (the
+        // in-domain CLIP's tower), the VAE's decoder fine-tuning, the UNet's first stage and the VAE's first.
         let sd = try manifest("sd")
         let stages = try XCTUnwrap(sd["earlier_stages"] as? [[String: Any]])
         XCTAssertEqual(sd["task"] as? String, "text_to_image")
         let t2i = try XCTUnwrap((sd["config"] as? [String: Any])?["text_to_image"] as? [String: Any])
         XCTAssertEqual(t2i["train_text_encoder"] as? Bool, false)
         XCTAssertEqual(stages.map { $0["task"] as? String },
-                       ["text_to_image", "text_to_image", "clip", "autoencoder", "text_to_image", "autoencoder"],
+                       ["autoencoder", "text_to_image", "text_to_image", "text_to_image", "clip", "autoencoder", "text_to_image",
+                        "autoencoder"],
                        "the SD folder's parts name their runs")
         let caaStages = try XCTUnwrap(try manifest("caa")["earlier_stages"] as? [[String: Any]])
-        XCTAssertEqual(caaStages.map { $0["task"] as? String }, ["caa", "caa", "caa", "caa"], "the blocks name the runs they started from")
+        XCTAssertEqual(caaStages.map { $0["task"] as? String }, ["caa", "caa", "caa", "caa", "caa"], "the blocks name the runs they started from")
     }
 
     /// The shipped SD's text encoder is the shipped CLIP's text tower, tensor for tensor (both stored
