@@ -244,7 +244,7 @@ paper: setup
 # resumes from its latest checkpoint (a finished run only rewrites its model folder), so an
 # interrupted `make pretrain` continues where it stopped.
 # Every stage but the first (one panorama per step) trains as 2 single-threaded data-parallel
-# processes: the same run as one process, 1.7× faster on 2 cores (docs/distributed.md#speed).
+# processes: the same run as one process, 1.7–2.1× faster on 2 cores (docs/distributed.md#speed).
 PRETRAIN_PARALLEL ?= --nproc 2 --threads 1
 MINI_INIT := $(CACHE)/models/miniature-init
 MINI_CLIP_INIT := $(CACHE)/models/miniature-clip-init
