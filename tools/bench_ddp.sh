@@ -22,7 +22,7 @@ config() {
         experiments/smoke.yaml > "$file" ;;
     text_to_image)
       sed -e "s|^  base: .*|  base: models/miniature/sd|" -e "s|^  root: .*|  root: $ROOMS|" -e '/^  latent_cache: /d' \
-         -e "s|^output_dir: .*|output_dir: $OUT/run-$case-$processes|" \
+        -e "s|^output_dir: .*|output_dir: $OUT/run-$case-$processes|" \
         -e "s/^name: .*/name: bench-$case-$processes/" -e 's/^  max_steps: .*/  max_steps: '"$STEPS"'/' \
         -e 's/^  checkpoint_every: .*/  checkpoint_every: 100000/' -e 's/^  warmup_steps: .*/  warmup_steps: 2/' \
         experiments/miniature/text_to_image.yaml > "$file" ;;

@@ -99,7 +99,7 @@ public final class Trainer {
         ema = try config.training.emaDecay.map { try ExponentialMovingAverage(trainable, decay: $0) }
         let s = config.schedule
         let horizon = s.interval == .epoch ? config.training.epochs
-            : max(1, Self.totalSteps(config, perEpoch: loader.countPerEpoch, shard: shard))
+            : max(1, Self.totalSteps(config, perEpoch: shard.count(of: loader.countPerEpoch), batch: batchPerProcess))
         switch s.kind {
         case .constant: schedule = try LRScheduler(optimizer, .constant)
         case .warmupCosine:
@@ -120,12 +120,12 @@ public final class Trainer {
 
     /// Optimiser steps of the whole run (each process counts its shard of every epoch).
     public var totalSteps: Int {
-        Self.totalSteps(config, perEpoch: loader.countPerEpoch, shard: shard)
+        Self.totalSteps(config, perEpoch: shard.count(of: loader.countPerEpoch), batch: batchPerProcess)
     }
 
-    static func totalSteps(_ config: RunConfig, perEpoch panoramas: Int, shard: BatchShard) -> Int {
-        let batch = config.training.batchSize / shard.worldSize
-        let all = shard.count(of: panoramas) / (batch * config.training.gradientAccumulation) * config.training.epochs
+    /// `panoramas`: this process's share of an epoch; `batch`: its share of a step.
+    static func totalSteps(_ config: RunConfig, perEpoch panoramas: Int, batch: Int) -> Int {
+        let all = panoramas / (batch * config.training.gradientAccumulation) * config.training.epochs
         return min(all, config.training.maxSteps ?? all)
     }
 
