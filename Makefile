@@ -208,7 +208,9 @@ bench-libtorch2: setup $(LIBTORCH2_ROOT)/.ready $(TORCH2_VENV)/.ready
 
 # The main job on the embedded default: the shipped miniature (models/miniature, docs/models.md#shipped-weights)
 # turns the prompt into a panorama with CAA and, for comparison, with independent views; then a test video
-# call runs in front of the CAA panorama. Release build: this is the product, not a debug run.
+# call runs in front of the CAA panorama. Release build: this is the product, not a debug run. Both
+# panoramas draw their views' noise with one shared mean, which keeps a room one tone
+# (docs/models.md#initial-noise); Table I (make paper) keeps the paper's independent draws.
 MINIATURE := models/miniature
 DEMO := results/demo
 DEMO_PROMPT := a living room with a pale blue wall, a beige sofa on the left and a large window on the right
@@ -218,21 +220,24 @@ demo: apt assets-mediapipe assets-panoramas assets-photos
 	@set -e; bd=$(BACKDROP_RELEASE); \
 	$$bd info; \
 	$$bd panorama "$(DEMO_PROMPT)" --model $(MINIATURE)/sd --weights $(MINIATURE)/caa/caa.safetensors --resolution 64 \
-	  --guidance 5 --device cpu --out $(DEMO)/panorama; \
-	$$bd panorama "$(DEMO_PROMPT)" --baseline --model $(MINIATURE)/sd --resolution 64 --guidance 5 --device cpu \
-	  --out $(DEMO)/baseline; \
+	  --guidance 5 --noise shared-mean --device cpu --out $(DEMO)/panorama; \
+	$$bd panorama "$(DEMO_PROMPT)" --baseline --model $(MINIATURE)/sd --resolution 64 --guidance 5 --noise shared-mean \
+	  --device cpu --out $(DEMO)/baseline; \
 	$$bd demo-call --background $(DEMO)/panorama/panorama.png --out $(DEMO)/call
 	@echo "demo outputs: $(DEMO)/panorama (CAA), $(DEMO)/baseline (independent views), $(DEMO)/call (the video call)"
 
 # The paper's Table I on the miniature from the shipped weights (docs/models.md#paper): 125 test panoramas
 # (1,000 views) per system; PAPER_PANORAMAS=4 gives a quick look. Regenerates the synthetic rooms when absent.
+# PAPER_NOISE=shared-mean writes the same table with one noise mean per panorama to results/paper/shared-mean.
 PAPER_PANORAMAS ?= 125
+PAPER_NOISE ?= independent
+PAPER_OUT = results/paper$(if $(filter independent,$(PAPER_NOISE)),,/$(PAPER_NOISE))
 paper: setup
 	swift build $(RELEASE) --product backdrop
 	@set -e; bd=$(BACKDROP_RELEASE); \
 	[ -f $(MINI_ROOMS)/test.npy ] || $$bd dataset synth --out $(MINI_ROOMS) --count 4000 --face-size 96 --seed 0; \
 	$$bd paper --release $(MINIATURE) --dataset $(MINI_ROOMS) --panoramas $(PAPER_PANORAMAS) --steps 25 --guidance 5 \
-	  --out results/paper
+	  --noise $(PAPER_NOISE) --out $(PAPER_OUT)
 
 # The miniature of the paper (docs/models.md#miniature-sd), trained here from scratch on 2 cores:
 # synthetic rooms → the VAE → latent cache → UNet + text encoder → the VAE's decoder fine-tuned →

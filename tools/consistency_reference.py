@@ -35,8 +35,9 @@ def yaw_rotation(degrees):
     return np.array([[math.cos(t), 0, math.sin(t)], [0, 1, 0], [-math.sin(t), 0, math.cos(t)]], dtype=np.float64)
 
 
-def pair_psnr(source, target, homography):
-    """source, target: float64 [3, H, W]; homography maps source pixels to target pixels."""
+def overlap(source, target, homography):
+    """source, target: float64 [3, H, W]; homography maps source pixels to target pixels. Returns the
+    source warped onto the overlap and the target's overlap pixels, both [3, N]."""
     _, height, width = target.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     points = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], axis=1)
@@ -53,7 +54,11 @@ def pair_psnr(source, target, homography):
     fx, fy = x - x0, y - y0
     sampled = (source[:, y0, x0] * (1 - fx) * (1 - fy) + source[:, y0, x1] * fx * (1 - fy)
                + source[:, y1, x0] * (1 - fx) * fy + source[:, y1, x1] * fx * fy)
-    reference = target.reshape(3, -1)[:, inside]
+    return sampled, target.reshape(3, -1)[:, inside]
+
+
+def pair_psnr(source, target, homography):
+    sampled, reference = overlap(source, target, homography)
     mse = float(np.mean((sampled - reference) ** 2))
     return 10 * math.log10(255.0 ** 2 / max(mse, 255.0 ** 2 * 10 ** (-MAX_PSNR / 10)))
 

@@ -52,9 +52,10 @@ public final class PanoramaGenerator {
         }
     }
 
-    /// `prompts`: one for every view, or one per view.
+    /// `prompts`: one for every view, or one per view. `noise`: how the views draw their initial latents.
     public func generate(prompts: [String], steps: Int = 50, guidanceScale: Double = 9, seed: UInt64 = 0,
-                         canvas: StitchCanvas? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+                         noise: InitialNoise = .independent, canvas: StitchCanvas? = nil,
+                         progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         let count = layout.count
         guard prompts.count == 1 || prompts.count == count else {
             throw TorchError("panorama: \(prompts.count) prompts for \(count) views (give one, or one per view)")
@@ -67,8 +68,8 @@ public final class PanoramaGenerator {
             let guided = guidanceScale > 1
             var context = try pipeline.encode(perView)
             if guided { context = try Tensor.cat([pipeline.encode(Array(repeating: "", count: count)), context]) }
-            var x = try Tensor.randn([count, pipeline.unet.config.in_channels, layout.resolution / scale, layout.resolution / scale],
-                                     dtype: .float32, generator: generator).to(device: device)
+            var x = try noise.draw(views: count, channels: pipeline.unet.config.in_channels, size: layout.resolution / scale,
+                                   generator: generator).to(device: device)
             x = try x * pipeline.scheduler.initNoiseSigma
             try pipeline.scheduler.setTimesteps(steps)
             let unetType = pipeline.unet.conv_in.weight.dtype

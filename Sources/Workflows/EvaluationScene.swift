@@ -59,6 +59,9 @@ public struct GeneratedViewStore {
         public var seed: UInt64
         public var resolution: Int
         public var views: Int
+        /// How the views drew their initial latents; nil for independent draws, so views stored before
+        /// the choice existed still match.
+        public var noise: InitialNoise?
     }
 
     public init(folder: URL) { self.folder = folder }

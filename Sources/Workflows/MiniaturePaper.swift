@@ -2,6 +2,7 @@ import Datasets
 import Experiments
 import Foundation
 import Media
+import MultiView
 import Torch
 
 /// `backdrop paper` (docs/models.md#paper): the paper's Table I on the miniature, from shipped weights.
@@ -18,6 +19,8 @@ public struct MiniaturePaper {
         public var steps = 50
         public var guidance = 5.0
         public var seed: UInt64 = 0
+        /// How each panorama's views draw their initial latents, for both systems alike.
+        public var noise: InitialNoise = .independent
         public var batchSize = 16
         public var inceptionWeights: URL
         public var device: Device = .cpu
@@ -61,6 +64,7 @@ public struct MiniaturePaper {
             o.steps = options.steps
             o.guidance = options.guidance
             o.seed = options.seed
+            o.noise = options.noise
             o.clipModel = clipFolder
             o.device = options.device
             o.batchSize = options.batchSize
@@ -126,7 +130,8 @@ public struct MiniaturePaper {
         let sheet = options.out.appendingPathComponent("contact-sheet.png")
         let text = options.out.appendingPathComponent("contact-sheet.txt")
         try Tensor.cat(rows, dim: 1).writeImage(to: sheet, range: .uint8)
-        try Data(("rows: per scene the baseline (independent views), then CAA\n" + lines.joined(separator: "\n") + "\n").utf8)
+        let header = "rows: per scene the baseline (independent views), then CAA; initial noise: \(options.noise.rawValue)\n"
+        try Data((header + lines.joined(separator: "\n") + "\n").utf8)
             .write(to: text, options: .atomic)
         return (sheet, text)
     }

@@ -38,6 +38,8 @@ public final class RunEvaluator {
         public var caaWeights: URL?
         /// Also record the consistency of the real views through the VAE (system `ground-truth-vae`).
         public var vaeRoundTrip = false
+        /// How each panorama's views draw their initial latents (docs/models.md#initial-noise).
+        public var noise: InitialNoise = .independent
 
         public init(inceptionWeights: URL) { self.inceptionWeights = inceptionWeights }
     }
@@ -160,8 +162,10 @@ public final class RunEvaluator {
     }
 
     /// `model-<checkpoint>` (views change with the checkpoint) or `baseline`.
+    /// Views of the independent-noise protocol keep their folder names from before the choice existed.
     var systemFolder: String {
-        weights.map { "model-\($0.name)" } ?? "baseline"
+        let system = weights.map { "model-\($0.name)" } ?? "baseline"
+        return options.noise == .independent ? system : "\(system)-\(options.noise.rawValue)"
     }
 
     /// The first `limit` panoramas of the split at yaw offset 0.
@@ -189,7 +193,8 @@ public final class RunEvaluator {
             .init(system: options.system.rawValue, baseModel: run.baseModel.path, baseModelHash: modelHash,
                   checkpoint: weights?.name, checkpointHash: checkpointHash,
                   prompts: scene.prompts, steps: options.steps, guidance: options.guidance,
-                  seed: options.seed &+ UInt64(scene.index), resolution: views.resolution, views: views.count)
+                  seed: options.seed &+ UInt64(scene.index), resolution: views.resolution, views: views.count,
+                  noise: options.noise == .independent ? nil : options.noise)
         }
         var stored = try scenes.map { try store.load($0, settings: settings($0)) }
         let missing = stored.indices.filter { stored[$0] == nil }
@@ -203,7 +208,7 @@ public final class RunEvaluator {
         for (done, i) in missing.enumerated() {
             let scene = scenes[i], setting = settings(scene)
             let result = try generator.generate(prompts: scene.prompts, steps: options.steps, guidanceScale: options.guidance,
-                                                seed: setting.seed) { step, _ in
+                                                seed: setting.seed, noise: options.noise) { step, _ in
                 progress.update(done * steps + step, status: "scene \(done + 1)/\(missing.count)")
             }
             let pixels = try result.views.signedToUInt8()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Experiments
 import Foundation
 import Geometry
+import MultiView
 import Support
 import Torch
 
@@ -95,6 +96,7 @@ func validateFOV(_ fov: Double, flag: String = "--fov") throws {
     do { try PinholeCamera.validate(fov: fov) } catch let error { throw ValidationError("\(flag): \(error)") }
 }
 extension NeighbourSet: ExpressibleByArgument {}
+extension InitialNoise: ExpressibleByArgument {}
 
 /// Refuses an output path that names one of the command's inputs: writing it would destroy the
 /// input before it is read (`call --input a.mp4 --out a.mp4`). Paths are compared after resolving

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Experiments
 import Foundation
+import MultiView
 import Support
 import Torch
 import Workflows
@@ -26,9 +27,12 @@ struct PaperCommand: ParsableCommand {
     @Option(help: "DDIM steps.") var steps: Int = 50
     @Option(help: "Classifier-free guidance scale.") var guidance: Double = 5
     @Option(help: "Seed of scene 0's noise (scene i uses seed + i).") var seed: UInt64 = 0
+    @Option(help: "How the views of both systems draw their initial latents: independent (the paper) or shared-mean (each view its own draw, all with view 0's per-channel mean; docs/models.md#initial-noise).")
+    var noise: InitialNoise = .independent
     @Option(help: "FID Inception weights (default: the fetched NVIDIA archive).") var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
-    @Option(help: "Registry name of the release's run.") var name: String = "miniature"
+    @Option(help: "Registry name of the release's run (default: miniature, or miniature-shared-mean with --noise shared-mean, so the two protocols' rows stay apart).")
+    var name: String?
     @Option(name: [.customLong("out"), .customLong("output")], help: "Output folder.") var out: String = "results/paper"
     @OptionGroup var registry: RegistryOptions
     @OptionGroup var device: DeviceOptions
@@ -56,7 +60,8 @@ struct PaperCommand: ParsableCommand {
         options.guidance = guidance
         options.seed = seed
         options.batchSize = batchSize
-        options.runName = name
+        options.noise = noise
+        options.runName = name ?? (noise == .independent ? "miniature" : "miniature-\(noise.rawValue)")
         options.device = try device.resolved()
         try FileManager.default.createDirectory(at: options.out, withIntermediateDirectories: true)
         let report = try MiniaturePaper(options: options).run(registry: RunRegistry(url: registry.url))

@@ -88,4 +88,30 @@ final class ConsistencyTests: XCTestCase {
                                                   rotations: rotations)
         XCTAssertEqual(pairs, Array(repeating: ViewConsistency.maximumPSNR, count: 8))
     }
+
+    /// tools/overlap_error_parts.py (docs/models.md#initial-noise) splits the overlap error into the
+    /// views' mean-colour difference and the rest: real views leave almost no mean difference; the
+    /// same views with view 0 darkened by a constant are mostly mean difference.
+    func testOverlapErrorPartsFindAMeanColourShift() throws {
+        let truth = try views(of: "interior")
+        let darker = try Tensor.cat([(truth.slice(dim: 0, start: 0, end: 1).to(dtype: .float32) - 40).clamp(min: 0, max: 255)
+                                        .to(dtype: .uint8), truth.slice(dim: 0, start: 1)])
+        let folder = try TestSupport.temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        let layout = try ViewLayout.horizon(count: 8, fov: Self.camera.fov, resolution: Self.camera.width)
+        var shares: [Double] = []
+        for (name, scene) in [("truth", truth), ("darker", darker)] {
+            let sceneFolder = folder.appendingPathComponent(name).appendingPathComponent("scene")
+            try FileManager.default.createDirectory(at: sceneFolder, withIntermediateDirectories: true)
+            for i in 0..<8 {
+                try Image(tensor: scene.select(dim: 0, index: i), range: .uint8).write(to: sceneFolder.appendingPathComponent("view_\(i).png"))
+            }
+            try CamerasFile(layout: layout).write(into: sceneFolder)
+            let run = try TestSupport.runPythonTool("overlap_error_parts.py", [sceneFolder.deletingLastPathComponent().path])
+            let share = run.output.firstMatch(of: #/mean-colour offset (\d+) %/#).flatMap { Double($0.1) }
+            shares.append(try XCTUnwrap(share, "tool output:\n\(run.output)"))
+        }
+        XCTAssertLessThan(shares[0], 20, "real neighbours hardly differ in mean colour")
+        XCTAssertGreaterThan(shares[1], 80, "a darkened view differs mostly in mean colour")
+    }
 }

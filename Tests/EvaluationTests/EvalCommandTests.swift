@@ -4,6 +4,7 @@ import Experiments
 import Foundation
 import Geometry
 import Media
+import MultiView
 import Torch
 import Workflows
 import XCTest
@@ -208,6 +209,26 @@ final class EvalCommandTests: XCTestCase {
                                         "--out", "paper", "--device", "cpu"] + common)
         XCTAssertTrue(republished.output.contains("baseline: scenes 0 reused, 1 generated"), republished.output)
         XCTAssertTrue(republished.output.contains("CAA: scenes 0 reused, 1 generated"), republished.output)
+
+        // One noise mean per panorama: the same release under a run name of its own, views of its own.
+        let evaluationsBefore = try registry.evaluations(runID: run.id).count
+        let shared = try backdrop(["paper", "--release", "release", "--dataset", "rooms", "--panoramas", "1", "--steps", "2",
+                                   "--noise", "shared-mean", "--out", "paper-shared", "--device", "cpu"] + common)
+        let sharedRun = try XCTUnwrap(try registry.latestRun(named: "miniature-shared-mean"), shared.output)
+        XCTAssertEqual(try registry.evaluations(runID: sharedRun.id).filter { $0.system == "model" }.count, 1)
+        XCTAssertEqual(try registry.evaluations(runID: run.id).count, evaluationsBefore, "the independent protocol's rows are left alone")
+        let sharedViews = workspace.appendingPathComponent("paper-shared/run/eval/test/model-caa-shared-mean")
+        let scene = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: sharedViews.path).first { !$0.hasPrefix(".") })
+        let settings = try JSONDecoder().decode(GeneratedViewStore.Settings.self,
+                                                from: Data(contentsOf: sharedViews.appendingPathComponent(scene).appendingPathComponent("generation.json")))
+        XCTAssertEqual(settings.noise, .sharedMean)
+        let independentView = try Image(contentsOf: workspace.appendingPathComponent("paper/run/eval/test/model-caa")
+            .appendingPathComponent(scene).appendingPathComponent("view_3.png")).tensor(.uint8)
+        let sharedView = try Image(contentsOf: sharedViews.appendingPathComponent(scene).appendingPathComponent("view_3.png")).tensor(.uint8)
+        let sameView = try independentView.eq(sharedView).all().to(dtype: .float64).item()
+        XCTAssertEqual(sameView, 0, "view 3 drew its noise mean from view 0")
+        let sharedPrompts = try String(contentsOf: workspace.appendingPathComponent("paper-shared/contact-sheet.txt"), encoding: .utf8)
+        XCTAssertTrue(sharedPrompts.contains("initial noise: shared-mean"), sharedPrompts)
     }
 
     /// `backdrop eval` of a text-to-image run on the shipped miniature SD, with `--vae-round-trip`: the

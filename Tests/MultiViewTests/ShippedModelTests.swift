@@ -96,4 +96,24 @@ final class ShippedModelTests: XCTestCase {
         let score = try clip.score(images: [result.views.select(dim: 0, index: 0).signedToUInt8()], prompts: ["a kitchen with a white wall"])
         XCTAssertTrue(score.mean.isFinite)
     }
+
+    /// On 16² latents a view's noise mean sets its tone (docs/models.md#initial-noise): drawing the
+    /// views' means once per panorama must make the shipped CAA's neighbouring views agree more.
+    func testSharedNoiseMeanMakesTheShippedCAAsViewsAgreeMore() throws {
+        let layout = try ViewLayout.horizon(count: 8, fov: 90, resolution: 64)
+        let source = PanoramaSource.weights(model: release.appendingPathComponent("sd"),
+                                            caa: release.appendingPathComponent("caa/caa.safetensors"), layout: layout, neighbours: .ring)
+        let generator = try PanoramaGenerator.load(source, baseline: false, device: .cpu)
+        let prompts = ["a bedroom with a cream wall and a window on the left", "a kitchen with a pale blue wall and a white door"]
+        func consistency(_ noise: InitialNoise) throws -> Double {
+            let scenes = try prompts.enumerated().map { seed, prompt in
+                let views = try generator.generate(prompts: [prompt], steps: 12, guidanceScale: 5, seed: UInt64(seed), noise: noise).views
+                return try ViewConsistency.scenePSNR(views: views.signedToUInt8(), intrinsics: layout.intrinsicsTensor(),
+                                                     rotations: layout.rotationsTensor())
+            }
+            return scenes.reduce(0, +) / Double(scenes.count)
+        }
+        let independent = try consistency(.independent), shared = try consistency(.sharedMean)
+        XCTAssertGreaterThan(shared, independent + 2, "overlap PSNR \(shared) dB with a shared noise mean, \(independent) dB without")
+    }
 }
