@@ -98,6 +98,11 @@ func validateFOV(_ fov: Double, flag: String = "--fov") throws {
 extension NeighbourSet: ExpressibleByArgument {}
 extension InitialNoise: ExpressibleByArgument {}
 
+struct NoiseOptions: ParsableArguments {
+    @Option(help: "How a panorama's views draw their initial latents: independent (the paper) or shared-mean (each view its own draw, all with view 0's per-channel mean; docs/models.md#initial-noise).")
+    var noise: InitialNoise = .independent
+}
+
 /// Refuses an output path that names one of the command's inputs: writing it would destroy the
 /// input before it is read (`call --input a.mp4 --out a.mp4`). Paths are compared after resolving
 /// `..` and symbolic links.

@@ -35,8 +35,7 @@ struct PanoramaCommand: ParsableCommand {
     @Option(help: "DDIM steps.") var steps: Int = 50
     @Option(help: "Classifier-free guidance scale.") var guidance: Double = 9
     @Option(help: "Seed of the initial noise.") var seed: UInt64 = 0
-    @Option(help: "How the views draw their initial latents: independent (the paper) or shared-mean (each view its own draw, all with view 0's per-channel mean; docs/models.md#initial-noise).")
-    var noise: InitialNoise = .independent
+    @OptionGroup var noise: NoiseOptions
     @OptionGroup var registry: RegistryOptions
     @OptionGroup var device: DeviceOptions
     @OptionGroup var threads: ThreadOptions
@@ -74,7 +73,7 @@ struct PanoramaCommand: ParsableCommand {
         } ?? [prompt]
         let generator = try PanoramaGenerator.load(source, baseline: baseline, device: target)
         let progress = ProgressReporter(title: baseline ? "baseline views" : "panorama", total: steps)
-        let result = try generator.generate(prompts: perView, steps: steps, guidanceScale: guidance, seed: seed, noise: noise) { done, _ in
+        let result = try generator.generate(prompts: perView, steps: steps, guidanceScale: guidance, seed: seed, noise: noise.noise) { done, _ in
             progress.update(done)
         }
         progress.finish()

@@ -17,7 +17,8 @@ struct PaperCommand: ParsableCommand {
             with its ratio to the ground truth's. The release is registered as run --name (status \
             "released"), so the rows land in the registry like any evaluation; table1.{md,csv,tex} (beside \
             the published rows, labelled as the miniature) and contact-sheet.png (per test prompt, the \
-            baseline's panorama above CAA's; prompts in contact-sheet.txt) go to --out.
+            baseline's panorama above CAA's; prompts in contact-sheet.txt) go to --out. --noise applies \
+            to both systems alike.
             """
     )
 
@@ -27,8 +28,7 @@ struct PaperCommand: ParsableCommand {
     @Option(help: "DDIM steps.") var steps: Int = 50
     @Option(help: "Classifier-free guidance scale.") var guidance: Double = 5
     @Option(help: "Seed of scene 0's noise (scene i uses seed + i).") var seed: UInt64 = 0
-    @Option(help: "How the views of both systems draw their initial latents: independent (the paper) or shared-mean (each view its own draw, all with view 0's per-channel mean; docs/models.md#initial-noise).")
-    var noise: InitialNoise = .independent
+    @OptionGroup var noise: NoiseOptions
     @Option(help: "FID Inception weights (default: the fetched NVIDIA archive).") var inception: String?
     @Option(help: "Images per Inception/CLIP forward pass.") var batchSize: Int = 16
     @Option(help: "Registry name of the release's run (default: miniature, or miniature-shared-mean with --noise shared-mean, so the two protocols' rows stay apart).")
@@ -60,8 +60,8 @@ struct PaperCommand: ParsableCommand {
         options.guidance = guidance
         options.seed = seed
         options.batchSize = batchSize
-        options.noise = noise
-        options.runName = name ?? (noise == .independent ? "miniature" : "miniature-\(noise.rawValue)")
+        options.noise = noise.noise
+        options.runName = name ?? (noise.noise == .independent ? "miniature" : "miniature-\(noise.noise.rawValue)")
         options.device = try device.resolved()
         try FileManager.default.createDirectory(at: options.out, withIntermediateDirectories: true)
         let report = try MiniaturePaper(options: options).run(registry: RunRegistry(url: registry.url))
