@@ -102,6 +102,9 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         /// `caa.safetensors` or a checkpoint's `weights.safetensors`): a second stage that trains an
         /// earlier run's blocks further on a schedule of its own. A resumed run ignores it.
         public var initWeights: String?
+        /// Weight of the tone loss (docs/models.md#tone-loss): the squared error of each view's per-channel
+        /// mean of the clean-latent estimate, added to the MSE. nil: MVDiffusion's MSE alone.
+        public var toneLossWeight: Double?
     }
 
     public struct Optimizer: Encodable, Equatable, Sendable {
@@ -341,6 +344,10 @@ public struct RunConfig: Encodable, Equatable, Sendable {
         caa.neighbours = try c.choice("neighbours", default: caa.neighbours)
         caa.peMaxFrequency = try c.double("pe_max_frequency")
         caa.initWeights = try c.string("init_weights")
+        caa.toneLossWeight = try c.double("tone_loss_weight")
+        if let w = caa.toneLossWeight, !(w.isFinite && w > 0) {
+            throw ConfigError(file: file, key: "caa.tone_loss_weight", message: "must be a positive number, got \(w)")
+        }
         if let f = caa.peMaxFrequency, !(f.isFinite && f > 0) {
             throw ConfigError(file: file, key: "caa.pe_max_frequency", message: "must be a positive number, got \(f)")
         }

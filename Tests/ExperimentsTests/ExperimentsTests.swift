@@ -79,6 +79,9 @@ final class RunConfigTests: XCTestCase {
                           key: "text_to_image.snr_gamma", contains: "positive")
         assertConfigError(minimal + "\ntask: text_to_image\ntext_to_image: {train_text_encoder: maybe}",
                           key: "text_to_image.train_text_encoder", contains: "maybe")
+        assertConfigError(minimal + "\ncaa: {tone_loss_weight: 0}", key: "caa.tone_loss_weight", contains: "positive")
+        assertConfigError(minimal + "\ntask: text_to_image\ncaa: {tone_loss_weight: 4}", key: "caa.tone_loss_weight",
+                          contains: "task caa only")
         assertConfigError(minimal + "\ntask: caa\ntext_to_image: {text_encoder_init: clip}",
                           key: "text_to_image.text_encoder_init", contains: "task text_to_image only")
         assertConfigError(minimal + "\ntask: autoencoder\nautoencoder: {kl_weight: -1}", key: "autoencoder.kl_weight",

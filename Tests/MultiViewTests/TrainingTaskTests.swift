@@ -382,6 +382,39 @@ final class TrainingTaskTests: XCTestCase {
         }
     }
 
+    /// `caa.tone_loss_weight`: the tone loss is the squared error of each view's per-channel mean,
+    /// carried to x̂₀ (scaled by √((1−ᾱ)/ᾱ), capped); an error of zero spatial mean adds nothing. A
+    /// run with it adds that term to the MSE and still lowers its loss on a fixed batch.
+    func testToneLossSeesEachViewsMeanError() throws {
+        let (trainer, _) = try assertTrainingLowersTheFixedBatchLoss(
+            task: "caa", extra: "caa: {pe_max_frequency: 16, tone_loss_weight: 4}", factor: 0.95)
+        let task = try XCTUnwrap(trainer.task as? CAATask)
+        let target = try Tensor.randn([3, 4, 4, 4], generator: Generator(seed: 7))
+        let offsets: [[Double]] = [[0.1, -0.2, 0, 0.3], [0, 0, 0.05, 0], [-0.4, 0.1, 0.1, 0.1]]
+        let offset = try Tensor(offsets.flatMap { $0 }, shape: [3, 4, 1, 1]).to(dtype: .float32)
+        // ±1 in a checkerboard: a large error whose spatial mean is zero in every channel.
+        let checker = try Tensor((0..<16).map { Double(($0 / 4 + $0 % 4) % 2 == 0 ? 1 : -1) }, shape: [1, 1, 4, 4]).to(dtype: .float32)
+        let timesteps = [10, 600, 999]
+        let alphaBars = timesteps.map { Double(task.noise.schedule.alphasCumprod[$0]) }
+        let scales = alphaBars.map { min(((1 - $0) / $0).squareRoot(), CAATask.toneScaleCap) }
+        XCTAssertEqual(scales[2], CAATask.toneScaleCap, "t = 999 is past the cap")
+        XCTAssertLessThan(scales[0], 1)
+        var expected = 0.0
+        for (row, values) in offsets.enumerated() { for v in values { expected += pow(v * scales[row], 2) } }
+        expected /= 12
+        let tone = try task.toneLoss(target + offset + checker, target, timesteps: timesteps).item()
+        XCTAssertEqual(tone, expected, accuracy: 1e-6 * expected)
+        XCTAssertEqual(try task.toneLoss(target + checker, target, timesteps: timesteps).item(), 0, accuracy: 1e-12)
+
+        // The task's loss is the MSE plus 4 × the tone loss: the same draws without the key give less.
+        let (plainRun, plainRegistry) = try workspace(task: "caa", extra: "caa: {pe_max_frequency: 16}", steps: 1, name: "plain")
+        let (toneRun, toneRegistry) = try workspace(task: "caa", extra: "caa: {pe_max_frequency: 16, tone_loss_weight: 4}",
+                                                    steps: 1, name: "tone")
+        let plain = try Trainer(run: plainRun, registry: plainRegistry), toned = try Trainer(run: toneRun, registry: toneRegistry)
+        let state = try plain.generator.state()
+        XCTAssertGreaterThan(try fixedBatchLoss(toned, state: state), try fixedBatchLoss(plain, state: state))
+    }
+
     /// A text-to-image run stopped after a checkpoint and resumed ends with the same losses, weights
     /// and EMA as one that ran straight through.
     func testResumeRestoresWeightsEMAAndRandomState() throws {

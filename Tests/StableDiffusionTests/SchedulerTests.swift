@@ -83,4 +83,29 @@ final class SchedulerTests: XCTestCase {
         let v = try DDPMScheduler(config: config)
         assertClose(v.minSNRWeights(timesteps: steps, gamma: 5), [0.00050008297, 0.0109675527, 0.39401105, 4.03583144e-05], "v weights")
     }
+
+    /// An error δ of the model's output moves the clean-image estimate x̂₀ that DDIM's step forms
+    /// from it by `scale · δ`: checked through `DDIMScheduler.step` itself (η = 0, one step to the
+    /// final ᾱ = 1, where the step returns x̂₀), for each prediction type; the cap holds.
+    func testCleanImageErrorScalesAreHowFarTheEstimateMoves() throws {
+        for prediction in [PredictionType.epsilon, .vPrediction, .sample] {
+            var config = DDIMSchedulerConfig()
+            (config.beta_schedule, config.prediction_type, config.clip_sample) = ("squaredcos_cap_v2", prediction, false)
+            (config.set_alpha_to_one, config.timestep_spacing) = (true, .trailing)
+            let ddim = try DDIMScheduler(config: config)
+            try ddim.setTimesteps(2)
+            let t = try XCTUnwrap(ddim.timesteps.last)  // 499, whose step ends at ᾱ = 1
+            var trainingConfig = DDPMSchedulerConfig()
+            (trainingConfig.beta_schedule, trainingConfig.prediction_type) = ("squaredcos_cap_v2", prediction)
+            let ddpm = try DDPMScheduler(config: trainingConfig)
+            let sample = try Tensor.randn([1, 4, 3, 3], generator: Generator(seed: 3))
+            let output = try Tensor.randn([1, 4, 3, 3], generator: Generator(seed: 4))
+            let delta = 1e-3
+            let moved = try (ddim.step(output + delta, timestep: t, sample: sample) - ddim.step(output, timestep: t, sample: sample))
+                .abs().mean().item() / delta
+            let scale = try XCTUnwrap(ddpm.cleanImageErrorScales(timesteps: [t], cap: .infinity).first)
+            XCTAssertEqual(scale, moved, accuracy: 1e-3 * max(1, moved), "\(prediction) at t = \(t)")
+            XCTAssertEqual(ddpm.cleanImageErrorScales(timesteps: [t], cap: 0.5), [min(scale, 0.5)], "\(prediction) cap")
+        }
+    }
 }

@@ -69,8 +69,27 @@ final class CAATask: TrainingTask {
         let prediction = try context.autocast {
             try model(noisy, timestep: perView.to(device: device), encoderHiddenStates: embeddings, layout: layout)
         }
-        return try noiseLoss(prediction, noise.target(sample: latents, noise: eps, timesteps: perView))
+        let target = try noise.target(sample: latents, noise: eps, timesteps: perView)
+        let mse = try noiseLoss(prediction, target)
+        guard let weight = context.config.caa.toneLossWeight else { return mse }
+        let steps = try perView.toArray(Int64.self).map(Int.init)
+        return try mse + weight * toneLoss(prediction, target, timesteps: steps)
     }
+
+    /// The mean over views and channels of the squared error of each view's spatial mean of x̂₀
+    /// (docs/models.md#tone-loss). Of a 16² latent's 256 components per channel the mean is one, so
+    /// the MSE hardly sees it, yet it sets the whole view's tone: an independent noise mean per view
+    /// makes each view's tone its own unless the CAA blocks pool their neighbours' evidence.
+    func toneLoss(_ prediction: Tensor, _ target: Tensor, timesteps: [Int]) throws -> Tensor {
+        let error = try (prediction.to(dtype: .float64) - target.to(dtype: .float64)).mean(dims: [2, 3])
+        let scales = try Tensor(noise.cleanImageErrorScales(timesteps: timesteps, cap: Self.toneScaleCap),
+                                shape: [timesteps.count, 1]).to(device: error.device)
+        return try (error * scales).square().mean()
+    }
+
+    /// √((1−ᾱ)/ᾱ) where ᾱ ≈ 0.004, the miniature's first DDIM step of 25 (t = 961): the noisier
+    /// timesteps the sampler never starts from would otherwise weigh thousands of times more.
+    static let toneScaleCap = 16.0
 
     /// A CAA run's product is its checkpoint (`backdrop export` and `panorama --run` read it).
     func writeModel(to folder: URL) throws -> URL? { nil }

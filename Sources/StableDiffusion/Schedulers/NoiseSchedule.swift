@@ -209,6 +209,22 @@ public struct DDPMScheduler: Sendable {
             return min(snr, gamma) / denominator
         }
     }
+
+    /// How much an error of the prediction target moves the clean-image estimate x̂₀ at each timestep:
+    /// `√(1−ᾱ_t)/√ᾱ_t` for ε (x̂₀ = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t), `√(1−ᾱ_t)` for v, 1 for x₀. Capped at
+    /// `cap`, because at the last timesteps ᾱ_t is so small that the factor would be in the thousands.
+    public func cleanImageErrorScales(timesteps: [Int], cap: Double) -> [Double] {
+        timesteps.map { t in
+            let alphaBar = Double(schedule.alphasCumprod[t])
+            let scale: Double
+            switch config.prediction_type {
+            case .epsilon: scale = ((1 - alphaBar) / alphaBar).squareRoot()
+            case .vPrediction: scale = (1 - alphaBar).squareRoot()
+            case .sample: scale = 1
+            }
+            return min(scale, cap)
+        }
+    }
 }
 
 /// `scheduler_config.json` in a scheduler folder, or the file itself.
