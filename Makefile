@@ -298,6 +298,9 @@ pretrain: setup $(MINI_INIT)/model_index.json $(MINI_CLIP_INIT)/config.json
 	stage $$bd publish --run mini_text_to_image_clip4 --config experiments/miniature/text_to_image_clip4.yaml \
 	  --earlier mini_autoencoder2=experiments/miniature/autoencoder2.yaml --out $(MINIATURE)/sd; \
 	stage $$bd publish --run mini_caa_stage6 --config experiments/miniature/caa_stage6.yaml \
+	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa; \
+	stage $$bd train experiments/miniature/caa_stage7.yaml --resume $(PRETRAIN_PARALLEL); \
+	stage $$bd publish --run mini_caa_stage7 --config experiments/miniature/caa_stage7.yaml \
 	  --base-model $(MINIATURE)/sd --out $(MINIATURE)/caa
 
 # Full-size SD 2-base-config parity cases with random weights: generated (not committed), then run.

@@ -397,7 +397,9 @@ final class TrainingTaskTests: XCTestCase {
         let timesteps = [10, 600, 999]
         let alphaBars = timesteps.map { Double(task.noise.schedule.alphasCumprod[$0]) }
         let scales = alphaBars.map { min(((1 - $0) / $0).squareRoot(), CAATask.toneScaleCap) }
-        XCTAssertEqual(scales[2], CAATask.toneScaleCap, "t = 999 is past the cap")
+        // The tiny SD's scaled-linear schedule ends at ᾱ ≈ 0.0047, just under the cap: the noisiest
+        // timestep's tone error weighs about 200 times a clean one's.
+        XCTAssertGreaterThan(scales[2], 10)
         XCTAssertLessThan(scales[0], 1)
         var expected = 0.0
         for (row, values) in offsets.enumerated() { for v in values { expected += pow(v * scales[row], 2) } }
