@@ -245,7 +245,8 @@ paper: setup
 # published → the UNet trained on from that release (stage 2d) → CAA on it (stage 4d), published over
 # the first release, whose stages their manifests carry on → the same once more (stages 2e and 4e,
 # from the second release) → the whole VAE trained on (stage 1b), the UNet on its latents (2g) and
-# CAA on that (4f), published last. Each stage prints its time; every run
+# CAA on that (4f), published → CAA trained on from that release with the tone loss (4g), published
+# last. Each stage prints its time; every run
 # resumes from its latest checkpoint (a finished run only rewrites its model folder), so an
 # interrupted `make pretrain` continues where it stopped.
 # Every stage but the first (one panorama per step) trains as 2 single-threaded data-parallel
