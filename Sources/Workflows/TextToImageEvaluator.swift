@@ -24,7 +24,9 @@ public struct TextToImageEvaluator {
         public let fid: Double
         public let clip: Double?
         public let colourAccuracy: Double?
-        public let classifierAccuracy: Double
+        /// Per wall colour, by `WallColourClassifier`.
+        public let classifierTallies: [ColourTally]
+        public var classifierAccuracy: Double { WallColourClassifier.accuracy(classifierTallies) }
     }
 
     public struct Report: Sendable {
@@ -36,11 +38,16 @@ public struct TextToImageEvaluator {
         public let colourViews: Int
         public let colourAccuracy: Double?
         public let colourAccuracyReal: Double?
-        /// The same by `WallColourClassifier`.
-        public let classifierAccuracy: Double
-        public let classifierAccuracyReal: Double
+        /// The same by `WallColourClassifier`, per wall colour.
+        public let classifierTallies: [ColourTally]
+        public let classifierTalliesReal: [ColourTally]
+        public var classifierAccuracy: Double { WallColourClassifier.accuracy(classifierTallies) }
+        public var classifierAccuracyReal: Double { WallColourClassifier.accuracy(classifierTalliesReal) }
         public let throughVAE: ThroughVAE?
         public let generated: URL
+        /// Per wall colour: its views and the classifier's hits among the real views, the real views
+        /// through the VAE (when measured) and the generated views.
+        public let colourTable: URL
         /// Real views (top) above generated ones (bottom), the first 16.
         public let contactSheet: URL
     }
@@ -121,8 +128,8 @@ public struct TextToImageEvaluator {
             WallColourClassifier.label(caption: caption).map { (view: i, colour: $0) }
         }
         let classifier = try wallColourClassifier()
-        func classifierAccuracy(_ images: [Tensor]) throws -> Double {
-            try classifier.accuracy(named.map { images[$0.view] }, labels: named.map(\.colour))
+        func classifierTallies(_ images: [Tensor]) throws -> [ColourTally] {
+            try classifier.tally(named.map { images[$0.view] }, labels: named.map(\.colour))
         }
         // The CLIP score and its zero-shot wall colour of a set of views, when a CLIP was given.
         var clip: ((_ images: [Tensor]) throws -> (score: Double, colour: Double?))?
@@ -151,16 +158,30 @@ public struct TextToImageEvaluator {
             for (i, image) in reconstructed.enumerated() { try image.writeImage(to: file(vaeFolder, i), range: .uint8) }
             let clipVAE = try clip?(reconstructed)
             throughVAE = ThroughVAE(fid: try fidCalculator.distance(vaeFolder, realFolder).fid, clip: clipVAE?.score,
-                                    colourAccuracy: clipVAE?.colour, classifierAccuracy: try classifierAccuracy(reconstructed))
+                                    colourAccuracy: clipVAE?.colour, classifierTallies: try classifierTallies(reconstructed))
         }
         let sheet = folder.appendingPathComponent("\(label)-\(count)-sheet.png")
         let shown = min(16, real.count)
         let rows = try [real, generated].map { images in try Tensor.cat(Array(images.prefix(shown)), dim: 2) }
         try Tensor.cat(rows, dim: 1).writeImage(to: sheet, range: .uint8)
+        let tallies = try classifierTallies(generated), talliesReal = try classifierTallies(real)
+        let table = folder.appendingPathComponent("\(label)-\(count)-wall-colour.csv")
+        try Data(Self.colourTable(real: talliesReal, throughVAE: throughVAE?.classifierTallies, generated: tallies).utf8)
+            .write(to: table, options: .atomic)
         return Report(views: captions.count, fid: fid, clipGenerated: clipGenerated?.score, clipReal: clipReal?.score,
                       colourViews: named.count, colourAccuracy: clipGenerated?.colour, colourAccuracyReal: clipReal?.colour,
-                      classifierAccuracy: try classifierAccuracy(generated), classifierAccuracyReal: try classifierAccuracy(real),
-                      throughVAE: throughVAE, generated: generatedFolder, contactSheet: sheet)
+                      classifierTallies: tallies, classifierTalliesReal: talliesReal,
+                      throughVAE: throughVAE, generated: generatedFolder, colourTable: table, contactSheet: sheet)
+    }
+
+    /// CSV, one row per wall colour: its views, and the classifier's hits among the real views, the
+    /// real views through the VAE (empty when not measured) and the generated views.
+    public static func colourTable(real: [ColourTally], throughVAE: [ColourTally]?, generated: [ColourTally]) -> String {
+        var lines = ["colour,views,real,through_vae,generated"]
+        for (i, row) in real.enumerated() {
+            lines.append("\(row.colour),\(row.views),\(row.hits),\(throughVAE.map { String($0[i].hits) } ?? ""),\(generated[i].hits)")
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// Fitted on the views (yaw offset 0) of the first `classifierPanoramas` training panoramas whose

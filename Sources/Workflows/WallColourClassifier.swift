@@ -71,10 +71,42 @@ public struct WallColourClassifier: Sendable {
         return nearest.first { votes[$0.label] == best }!.label
     }
 
+    /// Per colour of `colours`, how many of `images` are labelled with it and how many of those it
+    /// is predicted to be: which colours a model keeps and which it loses
+    /// (docs/models.md#what-bounds-the-miniature).
+    public func tally(_ images: [Tensor], labels: [Int]) throws -> [ColourTally] {
+        guard images.count == labels.count else {
+            throw TorchError("wall colour classifier: \(images.count) images for \(labels.count) labels")
+        }
+        var tallies = Self.colours.map { ColourTally(colour: $0, views: 0, hits: 0) }
+        for (image, label) in zip(images, labels) {
+            tallies[label].views += 1
+            if try predict(image) == label { tallies[label].hits += 1 }
+        }
+        return tallies
+    }
+
     /// The share of `images` whose predicted colour is their label.
     public func accuracy(_ images: [Tensor], labels: [Int]) throws -> Double {
-        guard !images.isEmpty else { return .nan }
-        let hits = try zip(images, labels).filter { try predict($0.0) == $0.1 }.count
-        return Double(hits) / Double(images.count)
+        try Self.accuracy(tally(images, labels: labels))
+    }
+
+    /// The share of all tallied views that were predicted rightly (NaN for none).
+    public static func accuracy(_ tallies: [ColourTally]) -> Double {
+        let views = tallies.reduce(0) { $0 + $1.views }
+        return views == 0 ? .nan : Double(tallies.reduce(0) { $0 + $1.hits }) / Double(views)
+    }
+}
+
+/// One wall colour's views and how many of them the classifier names rightly.
+public struct ColourTally: Sendable, Equatable {
+    public let colour: String
+    public var views: Int
+    public var hits: Int
+
+    public init(colour: String, views: Int, hits: Int) {
+        self.colour = colour
+        self.views = views
+        self.hits = hits
     }
 }

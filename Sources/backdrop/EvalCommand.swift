@@ -155,6 +155,17 @@ struct EvalCommand: ParsableCommand {
                   "wall colour \(value(vae.colourAccuracy.map { 100 * $0 }, "%.1f %%")) CLIP zero-shot, " +
                   String(format: "%.1f %% classifier", 100 * vae.classifierAccuracy))
         }
+        print("per colour   right / views by the classifier: real" + (r.throughVAE == nil ? "" : ", through the VAE") +
+              ", generated (\(r.colourTable.path))")
+        for (i, real) in r.classifierTalliesReal.enumerated() where real.views > 0 {
+            let columns = [real, r.throughVAE?.classifierTallies[i], r.classifierTallies[i]].compactMap { $0 }
+            print("  " + real.colour.padding(toLength: 12, withPad: " ", startingAt: 0) +
+                  columns.map { "\($0.hits)/\($0.views)".leftPadded(to: 8) }.joined())
+        }
         print("real (top) and generated (bottom) views: \(r.contactSheet.path)")
     }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
 }

@@ -274,6 +274,21 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertLessThanOrEqual(difference, 1, "Backdrop's round trip against diffusers'")
         XCTAssertGreaterThan(try (Tensor.stack(ours).to(dtype: .int32) - Tensor.stack(real).to(dtype: .int32)).abs().max().item(), 1,
                              "the reconstructions are not the real views themselves")
+
+        // Per wall colour: the CSV counts every view whose caption names one, and its columns add up
+        // to the classifier's shares the report prints.
+        let captions = try String(contentsOf: folder.appendingPathComponent("captions-1.txt"), encoding: .utf8)
+        let named = captions.split(separator: "\n").filter { WallColourClassifier.label(caption: String($0)) != nil }.count
+        XCTAssertGreaterThan(named, 0)
+        let csv = try String(contentsOf: folder.appendingPathComponent("model-1-wall-colour.csv"), encoding: .utf8)
+        let rows = csv.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        XCTAssertEqual(rows.map { String($0[0]) }, WallColourClassifier.colours)
+        func total(_ column: Int) throws -> Int { try rows.reduce(0) { $0 + (try XCTUnwrap(Int($1[column]), csv)) } }
+        XCTAssertEqual(try total(1), named)
+        let classifierLine = try XCTUnwrap(eval.output.split(separator: "\n").first { $0.hasSuffix("wall-band classifier") })
+        XCTAssertTrue(classifierLine.contains(String(format: "(real views: %.1f %%)", 100 * Double(try total(2)) / Double(named))), String(classifierLine))
+        XCTAssertTrue(classifierLine.contains(String(format: "%.1f %% (real", 100 * Double(try total(4)) / Double(named))), String(classifierLine))
+        XCTAssertTrue(eval.output.contains(String(format: "%.1f %% classifier", 100 * Double(try total(3)) / Double(named))), eval.output)
     }
 
     /// A run trained on from a release (here CAA blocks from a shipped caa.safetensors) keeps that

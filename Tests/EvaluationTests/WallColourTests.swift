@@ -47,4 +47,34 @@ final class WallColourTests: XCTestCase {
         let memorised = try WallColourClassifier(images: images[0], labels: labels[0], k: 1)
         XCTAssertEqual(try memorised.accuracy(images[0], labels: labels[0]), 1, accuracy: 0.02)
     }
+
+    /// Per colour, the views labelled with it and the classifier's hits among them; the overall share
+    /// and the evaluation's CSV follow from the tallies.
+    func testTallyCountsViewsAndHitsPerColour() throws {
+        // A view whose wall band (rows 16…37 of 64) has one colour under a grey ceiling.
+        func view(wall: [UInt8]) throws -> Tensor {
+            var pixels = [UInt8](repeating: 128, count: 3 * 64 * 64)
+            for channel in 0..<3 { for row in 16..<38 { for column in 0..<64 { pixels[(channel * 64 + row) * 64 + column] = wall[channel] } } }
+            return try Tensor(pixels, shape: [3, 64, 64])
+        }
+        let white = WallColourClassifier.colours.firstIndex(of: "white")!, pink = WallColourClassifier.colours.firstIndex(of: "pink")!
+        let whiteWall: [UInt8] = [235, 232, 224], pinkWall: [UInt8] = [227, 189, 189]
+        let classifier = try WallColourClassifier(images: [view(wall: whiteWall), view(wall: pinkWall)], labels: [white, pink], k: 1)
+        // Two pink walls, one of which came out white, and one white wall.
+        let tallies = try classifier.tally([view(wall: pinkWall), view(wall: whiteWall), view(wall: whiteWall)],
+                                           labels: [pink, pink, white])
+        XCTAssertEqual(tallies.map(\.colour), WallColourClassifier.colours)
+        XCTAssertEqual(tallies[pink], ColourTally(colour: "pink", views: 2, hits: 1))
+        XCTAssertEqual(tallies[white], ColourTally(colour: "white", views: 1, hits: 1))
+        XCTAssertEqual(tallies.reduce(0) { $0 + $1.views }, 3, "no other colour counts a view")
+        XCTAssertEqual(WallColourClassifier.accuracy(tallies), 2.0 / 3.0, accuracy: 1e-12)
+        XCTAssertEqual(try classifier.accuracy([view(wall: pinkWall)], labels: [white]), 0)
+        XCTAssertTrue(WallColourClassifier.accuracy(try classifier.tally([], labels: [])).isNaN)
+        XCTAssertThrowsError(try classifier.tally([view(wall: pinkWall)], labels: []))
+
+        let csv = TextToImageEvaluator.colourTable(real: tallies, throughVAE: nil, generated: tallies).split(separator: "\n")
+        XCTAssertEqual(csv.first, "colour,views,real,through_vae,generated")
+        XCTAssertEqual(csv.count, 1 + WallColourClassifier.colours.count)
+        XCTAssertTrue(csv.contains("pink,2,1,,1"), "\(csv)")
+    }
 }
