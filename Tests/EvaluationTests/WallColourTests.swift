@@ -48,6 +48,18 @@ final class WallColourTests: XCTestCase {
         XCTAssertEqual(try memorised.accuracy(images[0], labels: labels[0]), 1, accuracy: 0.02)
     }
 
+    /// tools/vae_paint_round_trip.py reads the paints from the generator's own table: one row per wall
+    /// colour, in the generator's order, each through the shipped VAE.
+    func testPaintRoundTripToolReadsTheGeneratorsPaints() throws {
+        let vae = TestSupport.repositoryRoot.appendingPathComponent("models/miniature/sd/vae")
+        let result = try TestSupport.runPythonTool("vae_paint_round_trip.py", [vae.path])
+        XCTAssertEqual(result.status, 0, result.output)
+        let lines = result.output.split(separator: "\n")
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("paint ") }, result.output)
+        let names = lines[(header + 1)...].map { $0.prefix(12).trimmingCharacters(in: .whitespaces) }
+        XCTAssertEqual(names, WallColourClassifier.colours, result.output)
+    }
+
     /// Per colour, the views labelled with it and the classifier's hits among them; the overall share
     /// and the evaluation's CSV follow from the tallies.
     func testTallyCountsViewsAndHitsPerColour() throws {
