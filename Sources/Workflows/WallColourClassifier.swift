@@ -80,6 +80,9 @@ public struct WallColourClassifier: Sendable {
         }
         var tallies = Self.colours.map { ColourTally(colour: $0, views: 0, hits: 0) }
         for (image, label) in zip(images, labels) {
+            guard tallies.indices.contains(label) else {
+                throw TorchError("wall colour classifier: label \(label) is not one of the \(tallies.count) wall colours")
+            }
             tallies[label].views += 1
             if try predict(image) == label { tallies[label].hits += 1 }
         }

@@ -83,6 +83,7 @@ final class WallColourTests: XCTestCase {
         XCTAssertEqual(try classifier.accuracy([view(wall: pinkWall)], labels: [white]), 0)
         XCTAssertTrue(WallColourClassifier.accuracy(try classifier.tally([], labels: [])).isNaN)
         XCTAssertThrowsError(try classifier.tally([view(wall: pinkWall)], labels: []))
+        XCTAssertThrowsError(try classifier.tally([view(wall: pinkWall)], labels: [WallColourClassifier.colours.count]))
 
         let csv = TextToImageEvaluator.colourTable(real: tallies, throughVAE: nil, generated: tallies).split(separator: "\n")
         XCTAssertEqual(csv.first, "colour,views,real,through_vae,generated")
