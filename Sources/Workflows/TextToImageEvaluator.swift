@@ -34,8 +34,7 @@ public struct TextToImageEvaluator {
         public let fid: Double
         public let clipGenerated: Double?
         public let clipReal: Double?
-        /// Views whose caption names a wall colour, and the share whose colour the CLIP picks.
-        public let colourViews: Int
+        /// Among the views whose caption names a wall colour, the share whose colour the CLIP picks.
         public let colourAccuracy: Double?
         public let colourAccuracyReal: Double?
         /// The same by `WallColourClassifier`, per wall colour.
@@ -43,6 +42,8 @@ public struct TextToImageEvaluator {
         public let classifierTalliesReal: [ColourTally]
         public var classifierAccuracy: Double { WallColourClassifier.accuracy(classifierTallies) }
         public var classifierAccuracyReal: Double { WallColourClassifier.accuracy(classifierTalliesReal) }
+        /// Views whose caption names a wall colour.
+        public var colourViews: Int { classifierTalliesReal.reduce(0) { $0 + $1.views } }
         public let throughVAE: ThroughVAE?
         public let generated: URL
         /// Per wall colour: its views and the classifier's hits among the real views, the real views
@@ -169,7 +170,7 @@ public struct TextToImageEvaluator {
         try Data(Self.colourTable(real: talliesReal, throughVAE: throughVAE?.classifierTallies, generated: tallies).utf8)
             .write(to: table, options: .atomic)
         return Report(views: captions.count, fid: fid, clipGenerated: clipGenerated?.score, clipReal: clipReal?.score,
-                      colourViews: named.count, colourAccuracy: clipGenerated?.colour, colourAccuracyReal: clipReal?.colour,
+                      colourAccuracy: clipGenerated?.colour, colourAccuracyReal: clipReal?.colour,
                       classifierTallies: tallies, classifierTalliesReal: talliesReal,
                       throughVAE: throughVAE, generated: generatedFolder, colourTable: table, contactSheet: sheet)
     }
